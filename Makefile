@@ -1,0 +1,35 @@
+# uringrace: this Makefile only delegates to scripts/.
+# Knobs (environment or make line): ARCHES="x86_64 arm64", KVER=6.12|6.1,
+# KSRC=/path/to/tree, SMP=2, MEM=2048, TIMEOUT=900, ACCEL=auto|tcg|kvm,
+# KCSAN_ARGS="kcsan.skip_watch=200", CMD="shell command for the guest", OUT=dir.
+ARCHES ?= x86_64 arm64
+export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT
+URR := python3 scripts/urr
+
+.PHONY: all deps run check kernel bench-pipeline lint unit clean
+
+all: run
+
+deps:
+	@bash scripts/deps.sh
+
+run: deps
+	@$(URR) run
+
+check: deps
+	@$(URR) check
+
+kernel: deps
+	@$(URR) kernel
+
+bench-pipeline: deps
+	@$(URR) bench-pipeline
+
+unit:
+	@python3 -m unittest discover -s tests -t . -v
+
+lint:
+	@bash scripts/lint.sh
+
+clean:
+	rm -rf out selftests/out

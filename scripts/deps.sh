@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# uringrace: install (or, when not root, name) every Debian package a run needs,
+# and fetch an arm64 busybox-static into the cache without installing it
+# (installing it would replace the amd64 one).
+set -euo pipefail
+
+CACHE=${URINGRACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/uringrace}
+PKGS=(make gcc g++ python3 flex bison bc cpio libelf-dev libssl-dev rsync
+	linux-source-6.12 linux-source-6.1
+	qemu-system-x86 qemu-system-arm
+	gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
+	busybox-static liburing-dev liburing-dev:arm64
+	libgtest-dev clang-format shellcheck)
+
+missing=()
+have_arm64=0
+if dpkg --print-foreign-architectures 2>/dev/null | grep -qx arm64; then
+	have_arm64=1
+fi
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+bb="$CACHE/deb/arm64/bin/busybox"
+
+if [ ${#missing[@]} -eq 0 ] && [ $have_arm64 -eq 1 ] && [ -x "$bb" ]; then
+	echo "deps: all packages present"
+	exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "deps: missing packages and not root. As root, run:" >&2
+	[ $have_arm64 -eq 1 ] || echo "  dpkg --add-architecture arm64 && apt-get update" >&2
+	[ ${#missing[@]} -eq 0 ] ||
+		echo "  apt-get install -y --no-install-recommends ${missing[*]}" >&2
+	[ -x "$bb" ] || echo "  then, as you: make deps (fetches an arm64 busybox into $CACHE)" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+if [ $have_arm64 -eq 0 ]; then
+	dpkg --add-architecture arm64
+fi
+if [ ${#missing[@]} -gt 0 ] || [ $have_arm64 -eq 0 ] || [ ! -x "$bb" ]; then
+	echo "deps: apt-get update"
+	apt-get update -q >/dev/null
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+if [ ! -x "$bb" ]; then
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp" # apt downloads as _apt
+	(cd "$tmp" && apt-get download -q busybox-static:arm64)
+	mkdir -p "$CACHE/deb/arm64"
+	dpkg -x "$tmp"/busybox-static_*_arm64.deb "$CACHE/deb/arm64"
+	rm -rf "$tmp"
+	test -x "$bb"
+	echo "deps: arm64 busybox at $bb"
+fi
+echo "deps: done"

@@ -1,0 +1,1 @@
+"""uringrace host pipeline: tree -> config -> build -> initramfs -> QEMU -> parse."""

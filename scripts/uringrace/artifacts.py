@@ -1,0 +1,63 @@
+"""Step 4: build what goes into the guest for one arch: uringrace.ko against
+the kernel build, the static selftests, and find busybox of the guest's arch."""
+
+import os
+import shutil
+import subprocess
+
+from .common import REPO, PipelineError, cache_dir, jobs, run
+
+
+def busybox_for(rec):
+    if rec["ARCH"] == "x86_64":
+        path = "/bin/busybox"
+    else:
+        path = os.path.join(cache_dir(), "deb", rec["DEB_ARCH"], "bin", "busybox")
+    if not os.path.isfile(path):
+        raise PipelineError(f"no {rec['ARCH']} busybox at {path}: run 'make deps'")
+    return path
+
+
+def build_kmod(kinfo, rec, workdir):
+    """Copy kmod/ and include/ next to each other under workdir (one copy per
+    arch and kernel, so builds for two arches never share objects)."""
+    src = os.path.join(workdir, "src")
+    for sub in ("kmod", "include"):
+        dst = os.path.join(src, sub)
+        os.makedirs(dst, exist_ok=True)
+        subprocess.run(["cp", "-a", "--update", os.path.join(REPO, sub) + "/.", dst],
+                       check=True)
+    cmd = ["make", "-C", kinfo["objdir"], f"M={os.path.join(src, 'kmod')}",
+           f"ARCH={rec['KARCH']}", "W=1", f"-j{jobs()}", "modules"]
+    if rec.get("CROSS_COMPILE"):
+        cmd.append(f"CROSS_COMPILE={rec['CROSS_COMPILE']}")
+    logf = os.path.join(workdir, "kmod-build.log")
+    open(logf, "w").close()
+    run(cmd, logfile=logf)
+    with open(logf, encoding="utf-8", errors="replace") as f:
+        warnings = [line.rstrip() for line in f if "warning:" in line]
+    if warnings:
+        raise PipelineError("uringrace.ko built with warnings:\n  " + "\n  ".join(warnings))
+    ko = os.path.join(src, "kmod", "uringrace.ko")
+    if not os.path.isfile(ko):
+        raise PipelineError(f"kbuild did not produce {ko}")
+    return ko
+
+
+def build_selftests(kinfo, rec, workdir):
+    out = os.path.join(workdir, "selftests")
+    ksft = os.path.join(kinfo["src"], "tools", "testing", "selftests")
+    if not os.path.isfile(os.path.join(ksft, "kselftest_harness.h")):
+        raise PipelineError(f"{ksft}/kselftest_harness.h missing in the kernel tree")
+    if not shutil.which(rec["CC"]):
+        raise PipelineError(f"{rec['CC']} not found: run 'make deps'")
+    run(["make", "-s", "-C", os.path.join(REPO, "selftests"), f"KSFT_DIR={ksft}",
+         f"OUTPUT={out}", f"CC={rec['CC']}", f"-j{jobs()}", "all"])
+    listing = subprocess.run(["make", "-s", "-C", os.path.join(REPO, "selftests"), "list"],
+                             capture_output=True, text=True, check=True).stdout
+    tests = []
+    for line in listing.splitlines():
+        name, tmo, cmd = line.split(None, 2)
+        tests.append((name, tmo, f"cd /usr/lib/uringrace/selftests && {cmd}"))
+    files = {f"usr/lib/uringrace/selftests/{n}": os.path.join(out, n) for n, _, _ in tests}
+    return files, tests

@@ -1,0 +1,122 @@
+"""Steps 2-3: configure (tinyconfig + fragments, validated) and build the kernel
+out of tree into a cache directory keyed by tree, arch and config inputs."""
+
+import fcntl
+import json
+import os
+import re
+import subprocess
+import time
+
+from .common import REPO, PipelineError, cache_dir, digest, jobs, log, read, run
+
+BASE = "tinyconfig"
+
+
+def fragments(arch):
+    return [os.path.join(REPO, "Kconfig.fragment"),
+            os.path.join(REPO, f"Kconfig.fragment.{arch}")]
+
+
+def _cc_version(rec):
+    cc = rec.get("CROSS_COMPILE", "") + "gcc"
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
+    except FileNotFoundError as exc:
+        raise PipelineError(f"{cc} not found: run 'make deps'") from exc
+    return out.stdout.splitlines()[0] if out.stdout else cc
+
+
+def build_key(identity, rec):
+    parts = [identity, rec["ARCH"], BASE, _cc_version(rec)]
+    parts += [read(f) for f in fragments(rec["ARCH"])]
+    return digest(*parts)
+
+
+def objdir_for(identity, rec):
+    slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", identity.split(":", 1)[-1])[-40:].strip("_")
+    return os.path.join(cache_dir(), "kbuild", f"{rec['ARCH']}-{slug}-{build_key(identity, rec)}")
+
+
+def wanted_lines(arch):
+    """(symbol, value) pairs the fragments ask for; value 'n' for 'is not set'."""
+    want = []
+    for path in fragments(arch):
+        for n, line in enumerate(read(path).splitlines(), 1):
+            line = line.strip()
+            m = re.fullmatch(r"(CONFIG_\w+)=(.*)", line)
+            m2 = re.fullmatch(r"# (CONFIG_\w+) is not set", line)
+            if m:
+                want.append((m.group(1), m.group(2), f"{os.path.basename(path)}:{n}"))
+            elif m2:
+                want.append((m2.group(1), "n", f"{os.path.basename(path)}:{n}"))
+    return want
+
+
+def validate_config(config_path, arch):
+    """Return the fragment lines that olddefconfig dropped or changed."""
+    have = {}
+    for line in read(config_path).splitlines():
+        m = re.fullmatch(r"(CONFIG_\w+)=(.*)", line)
+        if m:
+            have[m.group(1)] = m.group(2)
+    lost = []
+    for sym, val, where in wanted_lines(arch):
+        got = have.get(sym, "n")
+        if got != val:
+            lost.append(f"{where}: {sym}={val} (got {sym}={got if got != 'n' else 'is not set'})")
+    return lost
+
+
+def _make(src, obj, rec, targets, logfile):
+    cmd = ["make", "-C", src, f"O={obj}", f"ARCH={rec['KARCH']}", f"-j{jobs()}"]
+    if rec.get("CROSS_COMPILE"):
+        cmd.append(f"CROSS_COMPILE={rec['CROSS_COMPILE']}")
+    run(cmd + targets, logfile=logfile)
+
+
+def configure(src, obj, rec, key):
+    stamp = os.path.join(obj, ".uringrace-config")
+    cfg = os.path.join(obj, ".config")
+    if os.path.exists(cfg) and os.path.exists(stamp) and read(stamp).strip() == key:
+        lost = validate_config(cfg, rec["ARCH"])
+        if not lost:
+            return
+    logf = os.path.join(obj, "config.log")
+    open(logf, "w").close()
+    _make(src, obj, rec, [BASE], logf)
+    run(["sh", os.path.join(src, "scripts/kconfig/merge_config.sh"), "-m", "-O", obj, cfg]
+        + fragments(rec["ARCH"]), logfile=logf,
+        env={**os.environ, "ARCH": rec["KARCH"], "CROSS_COMPILE": rec.get("CROSS_COMPILE", "")})
+    _make(src, obj, rec, ["olddefconfig"], logf)
+    lost = validate_config(cfg, rec["ARCH"])
+    if lost:
+        raise PipelineError("these fragment lines did not survive olddefconfig "
+                            f"(.config in {obj}):\n  " + "\n  ".join(lost))
+    with open(stamp, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+
+
+def build(src, identity, rec):
+    """Configure and build; return a dict describing the build."""
+    key = build_key(identity, rec)
+    obj = objdir_for(identity, rec)
+    os.makedirs(obj, exist_ok=True)
+    with open(os.path.join(obj, ".lock"), "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        t0 = time.time()
+        configure(src, obj, rec, key)
+        logf = os.path.join(obj, "build.log")
+        open(logf, "w").close()
+        log(f"building {identity} for {rec['ARCH']} in {obj} (cold: about 9-10 min)")
+        _make(src, obj, rec, rec["KTARGETS"].split(), logf)
+        compiled = sum(1 for line in read(logf).splitlines()
+                       if re.match(r"\s+(CC|AS|LD|CC \[M\])\s", line))
+        info = {"src": src, "identity": identity, "arch": rec["ARCH"], "key": key,
+                "objdir": obj, "image": os.path.join(obj, rec["KIMAGE"]),
+                "vmlinux": os.path.join(obj, "vmlinux"),
+                "seconds": round(time.time() - t0, 1), "compiled": compiled}
+        with open(os.path.join(obj, "uringrace-build.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
+    log(f"kernel ready: {info['image']} ({info['seconds']} s, {compiled} objects compiled)")
+    return info

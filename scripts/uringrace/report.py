@@ -1,0 +1,78 @@
+"""Step 8: turn one guest run into a summary a reviewer can paste, and JSON."""
+
+import collections
+import json
+import os
+
+from . import parse
+
+
+def kcsan_groups(reports):
+    """Group reports by title: count, first time, tests charged."""
+    groups = collections.OrderedDict()
+    for r in reports:
+        g = groups.setdefault(r["title"], {"title": r["title"], "count": 0, "first": r["time"],
+                                           "tests": collections.Counter(),
+                                           "reordered": False, "unknown_origin": False})
+        g["count"] += 1
+        g["tests"][r["test"]] += 1
+        g["reordered"] |= any(a["reordered"] for a in r["accesses"])
+        g["unknown_origin"] |= r["unknown_origin"]
+    for g in groups.values():
+        g["tests"] = dict(g["tests"])
+    return list(groups.values())
+
+
+def build(outdir, boot_res, kinfo):
+    console = open(os.path.join(outdir, "console.log"), encoding="utf-8",
+                   errors="replace").read()
+    kpath = os.path.join(outdir, "ktap.txt")
+    ktap_text = open(kpath, encoding="utf-8", errors="replace").read() \
+        if os.path.exists(kpath) else ""
+    con = parse.parse_console(console)
+    tree = parse.parse_ktap(ktap_text)
+    rep = {"arch": boot_res["arch"], "kernel": {k: kinfo.get(k) for k in
+                                                 ("identity", "version", "objdir", "key")},
+           "boot": boot_res, "ktap": tree, "ktap_summary": parse.ktap_summary(tree),
+           "tests": con["tests"], "init_time": con["init_time"],
+           "kcsan": {"boot_noise": kcsan_groups([r for r in con["reports"]
+                                                  if r["test"] == "boot"]),
+                     "during_tests": kcsan_groups([r for r in con["reports"]
+                                                    if r["test"] != "boot"])},
+           "reports": con["reports"]}
+    with open(os.path.join(outdir, "report.json"), "w", encoding="utf-8") as f:
+        json.dump(rep, f, indent=1)
+    return rep
+
+
+def render(rep):
+    b = rep["boot"]
+    k = rep["kernel"]
+    out = [f"== {rep['arch']}: linux {k.get('version')} ({k.get('identity')}), "
+           f"{b['accel']}, {b['smp']} vCPUs: {b['outcome'].upper()} ({b['reason']})",
+           f"   QEMU start to /init: {b['to_init_s']} s; whole guest run {b['seconds']} s"]
+    for r in rep["ktap"]["subtests"]:
+        verdict = "SKIP" if r["directive"] == "SKIP" else ("ok" if r["ok"] else "FAIL")
+        extra = f" # {r['directive']} {r['reason'] or ''}".rstrip() if r["directive"] else ""
+        out.append(f"   {verdict:5} {r['name']}{extra}")
+        for s in r["subtests"]:
+            sv = "SKIP" if s["directive"] == "SKIP" else ("ok" if s["ok"] else "FAIL")
+            out.append(f"         {sv:5} {s['name']}")
+    s = rep["ktap_summary"]
+    if s["missing"]:
+        out.append(f"   {s['missing']} planned test(s) never reported a result")
+    for label, key in (("KCSAN during tests", "during_tests"), ("KCSAN boot noise", "boot_noise")):
+        groups = rep["kcsan"][key]
+        if not groups:
+            out.append(f"   {label}: none")
+            continue
+        out.append(f"   {label}: {sum(g['count'] for g in groups)} report(s), "
+                   f"{len(groups)} title(s)")
+        for g in groups:
+            tags = [t for t, on in (("reordered", g["reordered"]),
+                                    ("unknown origin", g["unknown_origin"])) if on]
+            where = ", ".join(f"{t}:{n}" for t, n in g["tests"].items())
+            out.append(f"     {g['count']:4}x  {g['title']}"
+                       f"{'  [' + ', '.join(tags) + ']' if tags else ''}  (first at "
+                       f"{g['first']} s; {where})")
+    return "\n".join(out)

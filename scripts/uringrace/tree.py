@@ -1,0 +1,97 @@
+"""Step 1: find the kernel tree (Debian's linux-source-X or KSRC) and check it."""
+
+import os
+import re
+import shutil
+import subprocess
+
+from .common import PipelineError, cache_dir, log
+
+DEFAULT_KVER = "6.12"
+
+
+def _deb_version(pkg):
+    try:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg],
+                             capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def debian_tree(kver):
+    """Extract /usr/src/linux-source-<kver>.tar.xz once into the cache."""
+    if not re.fullmatch(r"\d+\.\d+", kver):
+        raise PipelineError(f"KVER='{kver}' is not a version like 6.12 or 6.1")
+    pkg = f"linux-source-{kver}"
+    tarball = f"/usr/src/{pkg}.tar.xz"
+    if not os.path.exists(tarball):
+        raise PipelineError(
+            f"{tarball} is missing: install it with 'apt-get install {pkg}' "
+            f"(make deps does), or point KSRC= at a kernel tree")
+    ver = _deb_version(pkg) or str(int(os.stat(tarball).st_mtime))
+    name = f"debian-{pkg}-{re.sub(r'[^A-Za-z0-9.+-]', '_', ver)}"
+    dest = os.path.join(cache_dir(), "src", name)
+    if not os.path.isfile(os.path.join(dest, "Makefile")):
+        tmp = dest + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        log(f"extracting {tarball} into {dest} (once, about 20 s)")
+        subprocess.run(["tar", "-C", tmp, "-xf", tarball], check=True)
+        inner = os.path.join(tmp, pkg)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.rename(inner, dest)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest, f"debian:{pkg}:{ver}"
+
+
+def kernel_version(src):
+    vals = {}
+    with open(os.path.join(src, "Makefile"), encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = re.match(r"^(VERSION|PATCHLEVEL|SUBLEVEL|EXTRAVERSION)\s*=\s*(\S*)", line)
+            if m:
+                vals[m.group(1)] = m.group(2)
+            if len(vals) == 4:
+                break
+    if "VERSION" not in vals or "PATCHLEVEL" not in vals:
+        return None
+    return "{VERSION}.{PATCHLEVEL}.{SUBLEVEL}{EXTRAVERSION}".format(
+        **{"SUBLEVEL": "0", "EXTRAVERSION": "", **vals})
+
+
+def check_tree(src, arch_rec):
+    """Fail before any build if src is not a usable kernel tree for this arch."""
+    if not os.path.exists(src):
+        raise PipelineError(f"KSRC={src}: no such directory")
+    if not os.path.isdir(src):
+        raise PipelineError(f"KSRC={src}: not a directory")
+    for need in ("Makefile", "Kconfig", "scripts/kconfig", "arch", "kernel"):
+        if not os.path.exists(os.path.join(src, need)):
+            raise PipelineError(f"KSRC={src}: not a kernel tree (no {need})")
+    ver = kernel_version(src)
+    if not ver:
+        raise PipelineError(f"KSRC={src}: top Makefile has no VERSION/PATCHLEVEL")
+    karch_dir = "x86" if arch_rec["KARCH"] == "x86_64" else arch_rec["KARCH"]
+    akconfig = os.path.join(src, "arch", karch_dir, "Kconfig")
+    if not os.path.exists(akconfig):
+        raise PipelineError(f"KSRC={src}: no arch/{karch_dir}/Kconfig")
+    with open(akconfig, encoding="utf-8", errors="replace") as f:
+        if "HAVE_ARCH_KCSAN" not in f.read():
+            raise PipelineError(
+                f"kernel {ver} has no KCSAN support on {arch_rec['ARCH']} "
+                f"(arch/{karch_dir}/Kconfig does not select HAVE_ARCH_KCSAN)")
+    if os.path.exists(os.path.join(src, ".config")) or \
+            os.path.isdir(os.path.join(src, "include", "config")):
+        raise PipelineError(
+            f"KSRC={src} has an in-tree build (.config): uringrace builds out of "
+            f"tree; run 'make -C {src} mrproper' first")
+    return ver
+
+
+def resolve(ksrc, kver):
+    """Return (source dir, identity string, version)."""
+    if ksrc:
+        src = os.path.realpath(ksrc)
+        return src, f"path:{src}"
+    return debian_tree(kver or DEFAULT_KVER)

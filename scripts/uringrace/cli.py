@@ -86,6 +86,73 @@ def cmd_run(args):
     return 1 if bad else 0
 
 
+class Tally:
+    """Results of 'check', closed by the plain 'N passed, N failed' line."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, name, ok, detail=""):
+        self.rows.append((name, ok, detail))
+        print(f"{'ok' if ok else 'FAIL':4}  {name}{'  -- ' + detail if detail else ''}",
+              flush=True)
+
+    def close(self):
+        passed = sum(1 for _, ok, _ in self.rows if ok)
+        failed = len(self.rows) - passed
+        print(f"{passed} passed, {failed} failed")
+        return 0 if failed == 0 else 1
+
+
+# Guest commands that must reach the host as something other than a pass.
+RUNNER_CASES = (
+    ("runner: failing command -> fail, status 3", "exit 3", "fail", 3, None),
+    ("runner: kernel panic -> panic", "echo c > /proc/sysrq-trigger", "panic", None, None),
+    ("runner: hang -> hang at the host timeout", "sleep 100000", "hang", None, 60),
+    ("runner: passing command -> pass", "true", "pass", 0, None),
+)
+
+
+def _host_step(tally, name, argv):
+    import subprocess
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+    tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
+    tally.add(name, res.returncode == 0, "" if res.returncode == 0 else " | ".join(tail))
+
+
+def cmd_check(args):
+    rd = _run_dir(args, "check")
+    tally = Tally()
+    _host_step(tally, "host: parser, classifier, config and cpio unit tests",
+               ["python3", "-m", "unittest", "discover", "-s", "tests", "-t", "."])
+    _host_step(tally, "host: lint (checkpatch, clang-format, shellcheck)",
+               ["bash", "scripts/lint.sh"])
+    for arch in args.arch:
+        try:
+            rec, kinfo, work, files, tests = guest_parts(args, arch)
+        except PipelineError as exc:
+            tally.add(f"{arch}: build", False, str(exc))
+            continue
+        rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch))
+        print(report.render(rep), flush=True)
+        s = rep["ktap_summary"]
+        ran = s["passed"] + s["failed"]
+        tally.add(f"{arch}: selftests in the KCSAN guest", rep["boot"]["outcome"] == "pass"
+                  and s["failed"] == 0 and ran == len(tests),
+                  f"{rep['boot']['outcome']}, {s['passed']} passed, {s['failed']} failed, "
+                  f"{s['skipped']} skipped of {len(tests)}")
+        if arch != args.arch[0]:
+            continue
+        for name, gcmd, want, want_status, tmo in RUNNER_CASES:
+            sub = os.path.join(rd, arch, "runner-" + want)
+            r = boot_once(args, rec, kinfo, work, {}, [], sub, cmd=gcmd, timeout=tmo)
+            got = r["boot"]
+            ok = got["outcome"] == want and (want_status is None or got["status"] == want_status)
+            tally.add(f"{arch}: {name}", ok, f"got {got['outcome']} ({got['reason']})")
+    print(f"artifacts: {rd}")
+    return tally.close()
+
+
 def parser():
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
     p.add_argument("--ksrc", default=os.environ.get("KSRC") or None,
@@ -100,6 +167,8 @@ def parser():
     k.set_defaults(func=cmd_kernel)
     r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
     r.set_defaults(func=cmd_run)
+    c = sub.add_parser("check", help="host unit tests, lint, guest selftests, runner tests")
+    c.set_defaults(func=cmd_check, cmd=None)
     for sp in (r,):
         sp.add_argument("--cmd", default=os.environ.get("CMD") or None,
                         help="run this shell command in the guest instead of the selftests")

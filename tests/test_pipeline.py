@@ -1,0 +1,142 @@
+"""Host tests of the pipeline steps that need no guest: classifier, cpio
+writer, fragment validation."""
+
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "scripts"))
+from uringrace import initramfs, kbuild, qemu  # noqa: E402
+
+BOOTED = "[    8.0] uringrace: init started\n"
+
+
+class Classify(unittest.TestCase):
+    def test_pass_needs_arrived_zero(self):
+        self.assertEqual(qemu.classify(BOOTED, "0\n", False)[0], "pass")
+
+    def test_nonzero_status_is_fail(self):
+        out, code, _ = qemu.classify(BOOTED, "3\n", False)
+        self.assertEqual((out, code), ("fail", 3))
+
+    def test_no_status_is_never_pass(self):
+        self.assertEqual(qemu.classify(BOOTED, None, False)[0], "no-status")
+        self.assertEqual(qemu.classify(BOOTED, "", False)[0], "no-status")
+        self.assertEqual(qemu.classify(BOOTED, "garbage", False)[0], "no-status")
+
+    def test_timeout_is_hang(self):
+        self.assertEqual(qemu.classify(BOOTED, None, True)[0], "hang")
+
+    def test_panic_wins_over_status(self):
+        con = BOOTED + "[ 9.1] Kernel panic - not syncing: sysrq triggered crash\n"
+        self.assertEqual(qemu.classify(con, "0", False)[0], "panic")
+        con = BOOTED + "[ 9.1] BUG: kernel NULL pointer dereference, address: 0\n"
+        self.assertEqual(qemu.classify(con, "0", False)[0], "panic")
+
+    def test_kcsan_report_is_not_a_panic(self):
+        con = BOOTED + "[ 9.1] BUG: KCSAN: data-race in a / b\n"
+        self.assertEqual(qemu.classify(con, "0", False)[0], "pass")
+
+    def test_warning_during_tests_fails_a_zero(self):
+        con = BOOTED + "[ 9.1] WARNING: CPU: 1 PID: 77 at kernel/x.c:1 f+0x1/0x2\n"
+        self.assertEqual(qemu.classify(con, "0", False)[0], "fail")
+
+    def test_no_init_is_boot_failure(self):
+        self.assertEqual(qemu.classify("[0.0] Linux version\n", None, False)[0],
+                         "boot-failure")
+        self.assertEqual(qemu.classify("", None, True)[0], "hang")
+
+
+class Cpio(unittest.TestCase):
+    def test_kernel_format_round_trip(self):
+        """cpio(1) reads back what the writer produced: names, modes, data."""
+        with tempfile.TemporaryDirectory() as d:
+            init = os.path.join(d, "init")
+            with open(init, "w", encoding="utf-8") as f:
+                f.write("#!/bin/sh\necho hi\n")
+            payload = os.path.join(d, "p")
+            with open(payload, "wb") as f:
+                f.write(b"x" * 4097)
+            out = initramfs.pack(os.path.join(d, "rd.cpio"), init, init,
+                                 {"usr/lib/deep/dir/p": payload}, [("t1", "30", "./t1")],
+                                 cmd=None)
+            res = subprocess.run(["cpio", "-itv", "-F", out], capture_output=True,
+                                 text=True, check=True)
+            listing = res.stdout
+            for name in ("init", "bin/busybox", "dev/console", "usr/lib/deep/dir/p",
+                         "etc/uringrace/tests"):
+                self.assertIn(name, listing)
+            self.assertRegex(listing, r"crw------- .* 5,\s+1 .* dev/console")
+            x = os.path.join(d, "x")
+            os.mkdir(x)
+            subprocess.run(["cpio", "-idm", "-F", out], cwd=x, check=True,
+                           capture_output=True)
+            with open(os.path.join(x, "usr/lib/deep/dir/p"), "rb") as f:
+                self.assertEqual(f.read(), b"x" * 4097)
+            with open(os.path.join(x, "etc/uringrace/tests"), encoding="utf-8") as f:
+                self.assertEqual(f.read(), "t1 30 ./t1\n")
+
+    def test_missing_busybox_is_a_clear_error(self):
+        with tempfile.TemporaryDirectory() as d:
+            with self.assertRaisesRegex(Exception, "busybox"):
+                initramfs.pack(os.path.join(d, "rd"), "/nonexistent/busybox", "/dev/null",
+                               {}, [])
+
+
+class ConfigValidation(unittest.TestCase):
+    def test_dropped_and_changed_lines_are_listed(self):
+        want = kbuild.wanted_lines("x86_64")
+        self.assertTrue(any(s == "CONFIG_KCSAN" for s, _, _ in want))
+        with tempfile.NamedTemporaryFile("w", suffix=".config", delete=False) as f:
+            for sym, val, _ in want:
+                if sym == "CONFIG_KCSAN_STRICT":
+                    continue                      # dropped
+                if sym == "CONFIG_KCSAN_REPORT_ONCE_IN_MS":
+                    val = "3000"                  # changed
+                if val != "n":
+                    f.write(f"{sym}={val}\n")
+        try:
+            lost = kbuild.validate_config(f.name, "x86_64")
+        finally:
+            os.unlink(f.name)
+        self.assertEqual(len(lost), 2, lost)
+        self.assertTrue(any("CONFIG_KCSAN_STRICT=y" in x and "is not set" in x for x in lost))
+        self.assertTrue(any("REPORT_ONCE_IN_MS=3000" in x for x in lost))
+
+    def test_complete_config_passes(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".config", delete=False) as f:
+            for sym, val, _ in kbuild.wanted_lines("arm64"):
+                f.write(f"{sym}={val}\n")
+        try:
+            self.assertEqual(kbuild.validate_config(f.name, "arm64"), [])
+        finally:
+            os.unlink(f.name)
+
+
+class TreeChecks(unittest.TestCase):
+    def test_bad_trees_fail_before_any_build(self):
+        from uringrace import tree
+        from uringrace.common import PipelineError, load_arch
+        rec = load_arch("arm64")
+        with self.assertRaisesRegex(PipelineError, "no such directory"):
+            tree.check_tree("/nonexistent/linux", rec)
+        with tempfile.TemporaryDirectory() as d:
+            with self.assertRaisesRegex(PipelineError, "not a kernel tree"):
+                tree.check_tree(d, rec)
+            for sub in ("scripts/kconfig", "arch/arm64", "kernel"):
+                os.makedirs(os.path.join(d, sub))
+            with open(os.path.join(d, "Kconfig"), "w", encoding="utf-8"):
+                pass
+            with open(os.path.join(d, "Makefile"), "w", encoding="utf-8") as f:
+                f.write("VERSION = 5\nPATCHLEVEL = 4\nSUBLEVEL = 0\n")
+            with open(os.path.join(d, "arch/arm64/Kconfig"), "w", encoding="utf-8") as f:
+                f.write("config ARM64\n\tselect HAVE_ARCH_KASAN\n")
+            with self.assertRaisesRegex(PipelineError, "no KCSAN support on arm64"):
+                tree.check_tree(d, rec)
+
+
+if __name__ == "__main__":
+    unittest.main()

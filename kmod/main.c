@@ -2,47 +2,418 @@
 /*
  * uringrace: re-creations of io_uring's shared-memory protocols, each in a
  * buggy and a fixed variant, driven from /dev/uringrace.
+ *
+ * This file is the control side: one run per open file (configure, start,
+ * stop, stats), the ring that user space maps, debugfs, and the console
+ * tracepoint probe that counts KCSAN reports naming a running scenario.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/debugfs.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/sched/mm.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/tracepoint.h>
 #include <linux/uaccess.h>
+#include <linux/vmalloc.h>
 
-#include <uapi/linux/uringrace.h>
+#include "ur_internal.h"
 
-static long ur_ioctl_version(void __user *arg)
+#define UR_DEFAULT_WATCHDOG_MS	200
+#define UR_MAX_WATCHDOG_MS	10000
+
+static const struct ur_scenario *const ur_scenarios[URINGRACE_SC_MAX] = {
+	[URINGRACE_SC_IOWQ_FLAGS] = &ur_sc_iowq_flags,
+	[URINGRACE_SC_SQ_HEAD] = &ur_sc_sq_head,
+	[URINGRACE_SC_SQPOLL_WAKEUP] = &ur_sc_sqpoll_wakeup,
+	[URINGRACE_SC_CQ_TAIL] = &ur_sc_cq_tail,
+	[URINGRACE_SC_RINGBUF_NOTIFY] = &ur_sc_ringbuf_notify,
+};
+
+struct ur_thread {
+	struct ur_run *run;
+	int (*fn)(void *arg);
+	void *arg;
+};
+
+/* A run plus what the control code needs to find it from the probe. */
+struct ur_run_box {
+	struct ur_run run;
+	struct list_head node;		/* ur_runs, under ur_runs_lock */
+	struct ur_thread th[UR_MAX_RUN_THREADS];
+	unsigned int id;
+};
+
+struct ur_file {
+	struct mutex lock;		/* serialises this file's ioctls */
+	bool configured;
+	struct uringrace_config cfg;
+	struct ur_run_box *box;		/* running or finished run */
+	void *ring;			/* vmalloc_user, lives until release */
+	size_t ring_bytes;
+	void __user *uaddr;		/* where the ring was last mapped */
+};
+
+static LIST_HEAD(ur_runs);
+static DEFINE_SPINLOCK(ur_runs_lock);
+static atomic_t ur_next_id = ATOMIC_INIT(0);
+static struct tracepoint *ur_console_tp;
+static struct dentry *ur_debugfs;
+
+/* ---- helpers the scenarios use ---- */
+
+/*
+ * Called in every scenario loop, so it must not order memory: a barrier here
+ * (ktime_get_ns() has seqcount smp_rmb()s) would end KCSAN's simulated
+ * reordering of the loop's plain accesses. jiffies and kthread_should_stop()
+ * are plain and atomic reads.
+ */
+bool ur_should_stop(struct ur_run *run)
 {
-	struct uringrace_version v = {
-		.size = sizeof(v),
-		.api = URINGRACE_API_VERSION,
-	};
+	return kthread_should_stop() || READ_ONCE(run->stopping) ||
+	       time_after_eq(jiffies, run->end_jiffies);
+}
+
+/* After its work loop: count out, then wait for kthread_stop(). */
+void ur_park(struct ur_run *run)
+{
+	atomic_dec(&run->workers_live);
+	while (!kthread_should_stop()) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (!kthread_should_stop())
+			schedule();
+		__set_current_state(TASK_RUNNING);
+	}
+}
+
+void ur_anomaly(struct ur_run *run, enum uringrace_anomaly kind)
+{
+	u64 now = ktime_get_ns() - run->start_ns;
+
+	atomic64_inc(&run->anomalies[kind]);
+	atomic64_cmpxchg(&run->first_anomaly_ns, 0, now ? now : 1);
+}
+
+static int ur_thread_main(void *p)
+{
+	struct ur_thread *t = p;
+
+	t->fn(t->arg);
+	ur_park(t->run);
+	return 0;
+}
+
+int ur_spawn(struct ur_run *run, int (*fn)(void *), void *arg, const char *role)
+{
+	struct ur_run_box *box = container_of(run, struct ur_run_box, run);
+	unsigned int i = run->nr_threads;
+	struct task_struct *task;
+
+	if (i >= ARRAY_SIZE(run->threads))
+		return -E2BIG;
+	box->th[i] = (struct ur_thread){ .run = run, .fn = fn, .arg = arg };
+	task = kthread_create(ur_thread_main, &box->th[i], "ur/%s/%s",
+			      run->sc->name, role);
+	if (IS_ERR(task))
+		return PTR_ERR(task);
+	get_task_struct(task);
+	run->threads[i] = task;
+	run->nr_threads = i + 1;
+	atomic_inc(&run->workers_live);
+	return 0;
+}
+
+int ur_ring_setup(struct ur_run *run)
+{
+	if (run->ring)
+		return 0;
+	run->ring = kvzalloc(uringrace_ring_bytes(run->cfg.entries), GFP_KERNEL);
+	if (!run->ring)
+		return -ENOMEM;
+	run->own_ring = true;
+	run->ring->entries = run->cfg.entries;
+	return 0;
+}
+
+/* ---- runs ---- */
+
+static void ur_run_stop(struct ur_run_box *box)
+{
+	struct ur_run *run = &box->run;
+	unsigned int i;
+
+	WRITE_ONCE(run->stopping, 1);
+	wake_up_all(&run->wq);
+	for (i = 0; i < run->nr_threads; i++) {
+		kthread_stop(run->threads[i]);
+		put_task_struct(run->threads[i]);
+	}
+	run->nr_threads = 0;
+}
+
+static void ur_run_free(struct ur_run_box *box)
+{
+	if (!box)
+		return;
+	ur_run_stop(box);
+	spin_lock_irq(&ur_runs_lock);
+	list_del(&box->node);
+	spin_unlock_irq(&ur_runs_lock);
+	if (box->run.sc->cleanup)
+		box->run.sc->cleanup(&box->run);
+	if (box->run.mm)
+		mmdrop(box->run.mm);
+	if (box->run.own_ring)
+		kvfree(box->run.ring);
+	kfree(box);
+}
+
+static int ur_start(struct ur_file *uf)
+{
+	const struct ur_scenario *sc = ur_scenarios[uf->cfg.scenario];
+	struct ur_run_box *box;
+	struct ur_run *run;
+	unsigned int i;
+	int ret;
+
+	if (!uf->configured)
+		return -EINVAL;
+	if (uf->box && atomic_read(&uf->box->run.workers_live))
+		return -EBUSY;
+	ur_run_free(uf->box);
+	uf->box = NULL;
+
+	box = kzalloc(sizeof(*box), GFP_KERNEL);
+	if (!box)
+		return -ENOMEM;
+	run = &box->run;
+	run->cfg = uf->cfg;
+	run->sc = sc;
+	init_waitqueue_head(&run->wq);
+	box->id = atomic_inc_return(&ur_next_id);
+	if (uf->cfg.mode != URINGRACE_MODE_KTHREAD) {
+		run->ring = uf->ring;
+		memset(uf->ring, 0, uf->ring_bytes);
+		run->ring->entries = uf->cfg.entries;
+	}
+	if (uf->cfg.mode == URINGRACE_MODE_USER_MM) {
+		mmgrab(current->mm);
+		run->mm = current->mm;
+		run->uring = uf->uaddr;
+	}
+	run->start_ns = ktime_get_ns();
+	run->end_ns = run->start_ns + (u64)uf->cfg.duration_ms * NSEC_PER_MSEC;
+	run->end_jiffies = jiffies + msecs_to_jiffies(uf->cfg.duration_ms);
+	spin_lock_irq(&ur_runs_lock);
+	list_add_tail(&box->node, &ur_runs);
+	spin_unlock_irq(&ur_runs_lock);
+
+	ret = sc->start(run);
+	if (ret) {
+		ur_run_free(box);
+		return ret;
+	}
+	for (i = 0; i < run->nr_threads; i++)
+		wake_up_process(run->threads[i]);
+	uf->box = box;
+	return 0;
+}
+
+static void ur_fill_stats(struct ur_run *run, struct uringrace_stats *st)
+{
+	u64 now = ktime_get_ns();
+	unsigned int i;
+
+	st->running = atomic_read(&run->workers_live) > 0;
+	st->ops = atomic64_read(&run->ops);
+	for (i = 0; i < URINGRACE_AN_MAX; i++)
+		st->anomalies[i] = atomic64_read(&run->anomalies[i]);
+	st->first_anomaly_ns = atomic64_read(&run->first_anomaly_ns);
+	st->elapsed_ns = min(now, run->end_ns) - run->start_ns;
+	st->kcsan_reports = atomic64_read(&run->kcsan_reports);
+	st->kcsan_matched = atomic64_read(&run->kcsan_matched);
+	st->first_kcsan_ns = atomic64_read(&run->first_kcsan_ns);
+}
+
+/* ---- ioctls ---- */
+
+static int ur_get_sized(void *dst, size_t size, void __user *arg)
+{
 	u32 usize;
 
 	if (get_user(usize, (u32 __user *)arg))
 		return -EFAULT;
-	if (usize != sizeof(v))
+	if (usize != size)
 		return -EINVAL;
-	if (copy_to_user(arg, &v, sizeof(v)))
+	if (copy_from_user(dst, arg, size))
 		return -EFAULT;
 	return 0;
 }
 
+static long ur_ioctl_version(void __user *arg)
+{
+	struct uringrace_version v;
+	int ret = ur_get_sized(&v, sizeof(v), arg);
+
+	if (ret)
+		return ret;
+	v.api = URINGRACE_API_VERSION;
+	v.nr_scenarios = URINGRACE_SC_MAX - 1;
+	v.flags = ur_console_tp ? URINGRACE_VF_KCSAN_PROBE : 0;
+	return copy_to_user(arg, &v, sizeof(v)) ? -EFAULT : 0;
+}
+
+static int ur_validate(struct uringrace_config *c)
+{
+	const struct ur_scenario *sc;
+
+	if (c->scenario < 1 || c->scenario >= URINGRACE_SC_MAX)
+		return -EINVAL;
+	sc = ur_scenarios[c->scenario];
+	if (c->variant > URINGRACE_VAR_FIXED)
+		return -EINVAL;
+	if (c->mode > URINGRACE_MODE_USER_MM || !(sc->modes & BIT(c->mode)))
+		return -EINVAL;
+	if (c->threads < 1 || c->threads > URINGRACE_MAX_THREADS)
+		return -EINVAL;
+	if (c->duration_ms < 1 || c->duration_ms > URINGRACE_MAX_DURATION_MS)
+		return -EINVAL;
+	if (c->entries < 2 || c->entries > URINGRACE_MAX_ENTRIES ||
+	    !is_power_of_2(c->entries))
+		return -EINVAL;
+	if (c->watchdog_ms > UR_MAX_WATCHDOG_MS)
+		return -EINVAL;
+	if (!c->watchdog_ms)
+		c->watchdog_ms = UR_DEFAULT_WATCHDOG_MS;
+	return 0;
+}
+
+static long ur_ioctl_configure(struct ur_file *uf, void __user *arg)
+{
+	struct uringrace_config c;
+	size_t bytes;
+	int ret = ur_get_sized(&c, sizeof(c), arg);
+
+	if (ret)
+		return ret;
+	ret = ur_validate(&c);
+	if (ret)
+		return ret;
+	if (uf->box && atomic_read(&uf->box->run.workers_live))
+		return -EBUSY;
+	if (c.mode != URINGRACE_MODE_KTHREAD) {
+		bytes = PAGE_ALIGN(uringrace_ring_bytes(c.entries));
+		/* a mapped ring cannot change size: use a new file for that */
+		if (uf->ring && uf->ring_bytes != bytes)
+			return -EBUSY;
+		if (!uf->ring) {
+			uf->ring = vmalloc_user(bytes);
+			if (!uf->ring)
+				return -ENOMEM;
+			uf->ring_bytes = bytes;
+		}
+	}
+	uf->cfg = c;
+	uf->configured = true;
+	return 0;
+}
+
+static long ur_ioctl_stats(struct ur_file *uf, void __user *arg)
+{
+	struct uringrace_stats st;
+	int ret = ur_get_sized(&st, sizeof(st), arg);
+
+	if (ret)
+		return ret;
+	if (!uf->box)
+		return -ENODATA;
+	memset(&st, 0, sizeof(st));
+	st.size = sizeof(st);
+	ur_fill_stats(&uf->box->run, &st);
+	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
+}
+
 static long ur_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
+	struct ur_file *uf = file->private_data;
+	void __user *uarg = (void __user *)arg;
+	long ret;
+
+	if (cmd == URINGRACE_IOC_VERSION)
+		return ur_ioctl_version(uarg);
+
+	mutex_lock(&uf->lock);
 	switch (cmd) {
-	case URINGRACE_IOC_VERSION:
-		return ur_ioctl_version((void __user *)arg);
+	case URINGRACE_IOC_CONFIGURE:
+		ret = ur_ioctl_configure(uf, uarg);
+		break;
+	case URINGRACE_IOC_START:
+		ret = ur_start(uf);
+		break;
+	case URINGRACE_IOC_STOP:
+		ret = 0;
+		if (uf->box)
+			ur_run_stop(uf->box);
+		break;
+	case URINGRACE_IOC_STATS:
+		ret = ur_ioctl_stats(uf, uarg);
+		break;
 	default:
-		return -ENOTTY;
+		ret = -ENOTTY;
 	}
+	mutex_unlock(&uf->lock);
+	return ret;
+}
+
+static int ur_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct ur_file *uf = file->private_data;
+	unsigned long len = vma->vm_end - vma->vm_start;
+	int ret = -EINVAL;
+
+	mutex_lock(&uf->lock);
+	if (uf->ring && vma->vm_pgoff < (uf->ring_bytes >> PAGE_SHIFT) &&
+	    len <= uf->ring_bytes - (vma->vm_pgoff << PAGE_SHIFT))
+		ret = remap_vmalloc_range(vma, uf->ring, vma->vm_pgoff);
+	if (!ret && !vma->vm_pgoff)
+		uf->uaddr = (void __user *)vma->vm_start;
+	mutex_unlock(&uf->lock);
+	return ret;
+}
+
+static int ur_open(struct inode *inode, struct file *file)
+{
+	struct ur_file *uf = kzalloc(sizeof(*uf), GFP_KERNEL);
+
+	if (!uf)
+		return -ENOMEM;
+	mutex_init(&uf->lock);
+	file->private_data = uf;
+	return 0;
+}
+
+static int ur_release(struct inode *inode, struct file *file)
+{
+	struct ur_file *uf = file->private_data;
+
+	ur_run_free(uf->box);
+	vfree(uf->ring);
+	kfree(uf);
+	return 0;
 }
 
 static const struct file_operations ur_fops = {
 	.owner = THIS_MODULE,
+	.open = ur_open,
+	.release = ur_release,
 	.unlocked_ioctl = ur_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = ur_mmap,
 };
 
 static struct miscdevice ur_misc = {
@@ -52,19 +423,128 @@ static struct miscdevice ur_misc = {
 	.mode = 0666,
 };
 
+/* ---- KCSAN reports, from the console tracepoint ---- */
+
+static bool ur_names_scenario(const struct ur_scenario *sc, const char *buf, size_t len)
+{
+	const char *const *f;
+
+	for (f = sc->funcs; *f; f++)
+		if (strnstr(buf, *f, len))
+			return true;
+	return false;
+}
+
+static void ur_probe_console(void *ignore, const char *buf, size_t len)
+{
+	struct ur_run_box *box;
+	unsigned long flags;
+	u64 now = ktime_get_ns();
+
+	if (!strnstr(buf, "BUG: KCSAN: ", len))
+		return;
+	/* never spin here: a report printed under the lock would deadlock */
+	if (!spin_trylock_irqsave(&ur_runs_lock, flags))
+		return;
+	list_for_each_entry(box, &ur_runs, node) {
+		struct ur_run *run = &box->run;
+
+		if (!atomic_read(&run->workers_live))
+			continue;
+		atomic64_inc(&run->kcsan_reports);
+		if (ur_names_scenario(run->sc, buf, len)) {
+			atomic64_inc(&run->kcsan_matched);
+			atomic64_cmpxchg(&run->first_kcsan_ns, 0,
+					 max_t(u64, now - run->start_ns, 1));
+		}
+	}
+	spin_unlock_irqrestore(&ur_runs_lock, flags);
+}
+
+static void ur_find_console_tp(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "console"))
+		*(struct tracepoint **)priv = tp;
+}
+
+/* ---- debugfs: every run still held by an open file ---- */
+
+static int ur_stats_show(struct seq_file *m, void *v)
+{
+	static const char *const an[URINGRACE_AN_MAX] = {
+		"lost_update", "torn_sqe", "stale_cqe", "lost_wakeup", "lost_notify",
+	};
+	struct uringrace_stats st;
+	struct ur_run_box *box;
+	unsigned int i;
+
+	spin_lock_irq(&ur_runs_lock);
+	list_for_each_entry(box, &ur_runs, node) {
+		ur_fill_stats(&box->run, &st);
+		seq_printf(m, "run %u scenario %s variant %s mode %u running %u ops %llu",
+			   box->id, box->run.sc->name,
+			   ur_fixed(&box->run) ? "fixed" : "buggy",
+			   box->run.cfg.mode, st.running, st.ops);
+		for (i = 0; i < URINGRACE_AN_MAX; i++)
+			seq_printf(m, " %s %llu", an[i], st.anomalies[i]);
+		seq_printf(m, " kcsan %llu kcsan_matched %llu\n",
+			   st.kcsan_reports, st.kcsan_matched);
+	}
+	spin_unlock_irq(&ur_runs_lock);
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ur_stats);
+
+/* scenario id, name and the functions its KCSAN reports name, for tests */
+static int ur_scenarios_show(struct seq_file *m, void *v)
+{
+	const char *const *f;
+	unsigned int i;
+
+	for (i = 1; i < URINGRACE_SC_MAX; i++) {
+		seq_printf(m, "%u %s", i, ur_scenarios[i]->name);
+		for (f = ur_scenarios[i]->funcs; *f; f++)
+			seq_printf(m, " %s", *f);
+		seq_putc(m, '\n');
+	}
+	return 0;
+}
+DEFINE_SHOW_ATTRIBUTE(ur_scenarios);
+
 static int __init ur_init(void)
 {
-	int ret = misc_register(&ur_misc);
+	int ret;
 
+	for_each_kernel_tracepoint(ur_find_console_tp, &ur_console_tp);
+	if (ur_console_tp &&
+	    tracepoint_probe_register(ur_console_tp, ur_probe_console, NULL))
+		ur_console_tp = NULL;
+	ret = misc_register(&ur_misc);
 	if (ret)
-		return ret;
-	pr_info("loaded, api %u\n", URINGRACE_API_VERSION);
+		goto err_tp;
+	ur_debugfs = debugfs_create_dir("uringrace", NULL);
+	debugfs_create_file("stats", 0444, ur_debugfs, NULL, &ur_stats_fops);
+	debugfs_create_file("scenarios", 0444, ur_debugfs, NULL, &ur_scenarios_fops);
+	pr_info("loaded, api %u, KCSAN report probe %s\n", URINGRACE_API_VERSION,
+		ur_console_tp ? "on" : "off");
 	return 0;
+
+err_tp:
+	if (ur_console_tp) {
+		tracepoint_probe_unregister(ur_console_tp, ur_probe_console, NULL);
+		tracepoint_synchronize_unregister();
+	}
+	return ret;
 }
 
 static void __exit ur_exit(void)
 {
+	debugfs_remove_recursive(ur_debugfs);
 	misc_deregister(&ur_misc);
+	if (ur_console_tp) {
+		tracepoint_probe_unregister(ur_console_tp, ur_probe_console, NULL);
+		tracepoint_synchronize_unregister();
+	}
 	pr_info("unloaded\n");
 }
 

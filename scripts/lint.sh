@@ -11,7 +11,7 @@ if [ -z "$cp" ]; then
 	echo "lint: no kernel tree in $CACHE/src for checkpatch.pl (run make kernel)" >&2
 	rc=1
 else
-	for f in kmod/*.c kmod/*.h include/uapi/linux/*.h; do
+	for f in $(git ls-files 'kmod/*.c' 'kmod/*.h' 'include/uapi/linux/*.h'); do
 		[ -e "$f" ] || continue
 		if ! out=$(perl "$cp" --no-tree --quiet --show-types -f "$f" 2>&1); then
 			echo "$out"

@@ -60,4 +60,6 @@ def build_selftests(kinfo, rec, workdir):
         name, tmo, cmd = line.split(None, 2)
         tests.append((name, tmo, f"cd /usr/lib/uringrace/selftests && {cmd}"))
     files = {f"usr/lib/uringrace/selftests/{n}": os.path.join(out, n) for n, _, _ in tests}
+    files["usr/lib/uringrace/selftests/verdicts.txt"] = os.path.join(
+        REPO, "selftests", "verdicts.txt")
     return files, tests

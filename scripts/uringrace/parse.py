@@ -22,6 +22,7 @@ REORDERED_RE = re.compile(r"^\s*\+-> reordered to: (?P<fn>[\w.$]+)\+(?P<off>0x[0
 VALUE_RE = re.compile(r"^value changed: (0x[0-9a-f]+) -> (0x[0-9a-f]+)")
 CPU_RE = re.compile(r"^CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (\S+)")
 START_RE = re.compile(r"uringrace: test-start (\d+) (\S+)")
+SUB_RE = re.compile(r"uringrace: subtest-start (\S+)")
 END_RE = re.compile(r"uringrace: test-end (\d+) (\S+) rc=(-?\d+)")
 INIT_RE = re.compile(r"uringrace: init started")
 
@@ -34,7 +35,8 @@ def strip(line):
 
 
 def _new_report(title, ts, where):
-    funcs = [f.strip() for f in re.sub(r"^(data-race|assert: race) in ", "", title).split(" / ")]
+    bare = re.sub(r" \[[\w-]+\]", "", title)
+    funcs = [f.strip() for f in re.sub(r"^(data-race|assert: race) in ", "", bare).split(" / ")]
     return {"title": title, "kind": title.split(" in ", 1)[0], "functions": funcs,
             "time": ts, "test": where, "accesses": [], "value_change": None,
             "reporter": None, "unknown_origin": False, "lines": []}
@@ -59,6 +61,10 @@ def parse_console(text):
             current = m.group(2)
             tests.append({"n": int(m.group(1)), "name": current, "start": ts,
                           "end": None, "rc": None})
+            continue
+        m = SUB_RE.search(line)
+        if m and rep is None and tests:
+            current = tests[-1]["name"] + "/" + m.group(1)
             continue
         m = END_RE.search(line)
         if m and rep is None:

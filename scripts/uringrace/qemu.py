@@ -70,7 +70,7 @@ def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
         if os.path.exists(path):
             os.unlink(path)
     append = (f"console={rec['CONSOLE']} panic=-1 oops=panic printk.devkmsg=on "
-              f"rdinit=/init {extra_append}").strip()
+              f"rdinit=/init uringrace.accel={accel} {extra_append}").strip()
     cmd = qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append)
     with open(os.path.join(outdir, "qemu.cmd"), "w", encoding="utf-8") as f:
         f.write(" ".join(cmd) + "\n")

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Scenario iowq_flags (seed 004): io-wq's worker->flags.
+ *
+ * Mirrors io_uring/io-wq.c before commit "io_uring/io-wq: Use set_bit() and
+ * test_bit() at worker->flags" (Debian 6.1 still has it): the worker changes
+ * its flags with plain |= and &= in io_worker_handle_work() (through
+ * __io_worker_busy()/__io_worker_idle()) while io_wq_activate_free_worker(),
+ * called by whoever enqueues work, tests them from another CPU. The fix made
+ * flags an unsigned long changed with set_bit()/clear_bit() and read with
+ * test_bit().
+ *
+ * Threads: "worker" kthreads (each its own worker, as io_wq_worker() is) run
+ * handle_work + the running/sleeping hooks; "enqueue" kthreads scan the
+ * workers like io_wq_activate_free_worker(); one "exit" kthread marks and
+ * unmarks a bit of its own on every worker, as the cancel/exit paths do, so a
+ * plain read-modify-write that overwrites another context's bit shows as a
+ * lost update (each writer checks its own bit right after writing it).
+ */
+#include <linux/bitops.h>
+#include <linux/slab.h>
+
+#include "ur_internal.h"
+
+enum {
+	UR_IO_WORKER_F_UP	= 0,	/* up and active */
+	UR_IO_WORKER_F_RUNNING	= 1,	/* account as running */
+	UR_IO_WORKER_F_FREE	= 2,	/* worker on free list */
+	UR_IO_WORKER_F_EXITING	= 3,	/* owned by the exit/cancel context */
+};
+
+struct ur_io_worker {
+	/* buggy: as before the fix */
+	unsigned int flags;
+	/* fixed: as after it */
+	unsigned long bflags;
+	bool fixed;
+};
+
+struct ur_iowq;
+
+struct ur_iowq_thread {
+	struct ur_iowq *q;
+	unsigned int idx;
+};
+
+struct ur_iowq {
+	struct ur_run *run;
+	unsigned int nr;
+	struct ur_io_worker workers[URINGRACE_MAX_THREADS];
+	struct ur_iowq_thread th[2 * URINGRACE_MAX_THREADS];
+};
+
+#define F(bit)	(1U << (bit))
+
+static noinline void ur_io_worker_check(struct ur_run *run, bool ok)
+{
+	if (!ok)
+		ur_anomaly(run, URINGRACE_AN_LOST_UPDATE);
+}
+
+/*
+ * __io_worker_busy() + the work + __io_worker_idle(), as inlined into
+ * io_worker_handle_work()
+ */
+static noinline void ur_io_worker_handle_work(struct ur_run *run, struct ur_io_worker *w)
+{
+	if (w->fixed) {
+		clear_bit(UR_IO_WORKER_F_FREE, &w->bflags);
+		ur_io_worker_check(run, !test_bit(UR_IO_WORKER_F_FREE, &w->bflags));
+		atomic64_inc(&run->ops);
+		set_bit(UR_IO_WORKER_F_FREE, &w->bflags);
+		ur_io_worker_check(run, test_bit(UR_IO_WORKER_F_FREE, &w->bflags));
+	} else {
+		w->flags &= ~F(UR_IO_WORKER_F_FREE);
+		ur_io_worker_check(run, !(w->flags & F(UR_IO_WORKER_F_FREE)));
+		atomic64_inc(&run->ops);
+		w->flags |= F(UR_IO_WORKER_F_FREE);
+		ur_io_worker_check(run, w->flags & F(UR_IO_WORKER_F_FREE));
+	}
+}
+
+/* io_wq_worker_running() / io_wq_worker_sleeping(): scheduler hooks */
+static noinline void ur_io_wq_worker_running(struct ur_io_worker *w)
+{
+	if (w->fixed) {
+		if (!test_bit(UR_IO_WORKER_F_UP, &w->bflags))
+			return;
+		if (test_bit(UR_IO_WORKER_F_RUNNING, &w->bflags))
+			return;
+		set_bit(UR_IO_WORKER_F_RUNNING, &w->bflags);
+	} else {
+		if (!(w->flags & F(UR_IO_WORKER_F_UP)))
+			return;
+		if (w->flags & F(UR_IO_WORKER_F_RUNNING))
+			return;
+		w->flags |= F(UR_IO_WORKER_F_RUNNING);
+	}
+}
+
+static noinline void ur_io_wq_worker_sleeping(struct ur_io_worker *w)
+{
+	if (w->fixed) {
+		if (!test_bit(UR_IO_WORKER_F_UP, &w->bflags))
+			return;
+		clear_bit(UR_IO_WORKER_F_RUNNING, &w->bflags);
+	} else {
+		if (!(w->flags & F(UR_IO_WORKER_F_UP)))
+			return;
+		w->flags &= ~F(UR_IO_WORKER_F_RUNNING);
+	}
+}
+
+/* io_wq_activate_free_worker(): is this worker free to take the work? */
+static noinline bool ur_io_wq_activate_free_worker(struct ur_io_worker *w)
+{
+	if (w->fixed)
+		return test_bit(UR_IO_WORKER_F_FREE, &w->bflags);
+	return w->flags & F(UR_IO_WORKER_F_FREE);
+}
+
+/* io_wq_worker(): handle work, go to sleep, wake up, again */
+static int ur_io_wq_worker(void *arg)
+{
+	struct ur_iowq_thread *t = arg;
+	struct ur_run *run = t->q->run;
+	struct ur_io_worker *w = &t->q->workers[t->idx];
+
+	while (!ur_should_stop(run)) {
+		ur_io_worker_handle_work(run, w);
+		ur_io_wq_worker_sleeping(w);
+		ur_io_wq_worker_running(w);
+		cond_resched();
+	}
+	return 0;
+}
+
+/* io_wq_enqueue() -> io_wq_activate_free_worker() over every worker */
+static int ur_io_wq_enqueue(void *arg)
+{
+	struct ur_iowq_thread *t = arg;
+	struct ur_iowq *q = t->q;
+	unsigned int i;
+
+	while (!ur_should_stop(q->run)) {
+		for (i = 0; i < q->nr; i++)
+			ur_io_wq_activate_free_worker(&q->workers[i]);
+		cond_resched();
+	}
+	return 0;
+}
+
+/* the cancel/exit context: owns the EXITING bit of every worker */
+static int ur_io_wq_exit_marker(void *arg)
+{
+	struct ur_iowq_thread *t = arg;
+	struct ur_iowq *q = t->q;
+	struct ur_run *run = q->run;
+	unsigned int i;
+
+	while (!ur_should_stop(run)) {
+		for (i = 0; i < q->nr; i++) {
+			struct ur_io_worker *w = &q->workers[i];
+
+			if (w->fixed) {
+				set_bit(UR_IO_WORKER_F_EXITING, &w->bflags);
+				clear_bit(UR_IO_WORKER_F_EXITING, &w->bflags);
+				ur_io_worker_check(run, !test_bit(UR_IO_WORKER_F_EXITING,
+								  &w->bflags));
+			} else {
+				w->flags |= F(UR_IO_WORKER_F_EXITING);
+				w->flags &= ~F(UR_IO_WORKER_F_EXITING);
+				ur_io_worker_check(run, !(w->flags & F(UR_IO_WORKER_F_EXITING)));
+			}
+		}
+		cond_resched();
+	}
+	return 0;
+}
+
+static int ur_iowq_start(struct ur_run *run)
+{
+	struct ur_iowq *q = kzalloc(sizeof(*q), GFP_KERNEL);
+	unsigned int i;
+	int ret;
+
+	if (!q)
+		return -ENOMEM;
+	run->priv = q;
+	q->run = run;
+	q->nr = run->cfg.threads;
+	for (i = 0; i < q->nr; i++) {
+		struct ur_io_worker *w = &q->workers[i];
+
+		w->fixed = ur_fixed(run);
+		w->flags = F(UR_IO_WORKER_F_UP) | F(UR_IO_WORKER_F_RUNNING) |
+			   F(UR_IO_WORKER_F_FREE);
+		w->bflags = w->flags;
+		q->th[i] = (struct ur_iowq_thread){ .q = q, .idx = i };
+		ret = ur_spawn(run, ur_io_wq_worker, &q->th[i], "worker");
+		if (ret)
+			return ret;
+		q->th[q->nr + i] = (struct ur_iowq_thread){ .q = q, .idx = i };
+		ret = ur_spawn(run, ur_io_wq_enqueue, &q->th[q->nr + i], "enqueue");
+		if (ret)
+			return ret;
+	}
+	return ur_spawn(run, ur_io_wq_exit_marker, &q->th[0], "exit");
+}
+
+static void ur_iowq_cleanup(struct ur_run *run)
+{
+	kfree(run->priv);
+}
+
+static const char *const ur_iowq_funcs[] = {
+	"ur_io_worker_handle_work", "ur_io_wq_activate_free_worker",
+	"ur_io_wq_worker_running", "ur_io_wq_worker_sleeping",
+	"ur_io_wq_exit_marker", NULL,
+};
+
+const struct ur_scenario ur_sc_iowq_flags = {
+	.name = "iowq_flags",
+	.funcs = ur_iowq_funcs,
+	.modes = BIT(URINGRACE_MODE_KTHREAD),
+	.start = ur_iowq_start,
+	.cleanup = ur_iowq_cleanup,
+};

@@ -154,6 +154,8 @@ static void ur_run_stop(struct ur_run_box *box)
 		put_task_struct(run->threads[i]);
 	}
 	run->nr_threads = 0;
+	/* a thread stopped before it first ran never reached ur_park() */
+	atomic_set(&run->workers_live, 0);
 }
 
 static void ur_run_free(struct ur_run_box *box)

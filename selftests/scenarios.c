@@ -142,11 +142,11 @@ static int kmsg_matches(int fd, const struct scenario_info *si, int *all)
 	return n;
 }
 
-static void kmsg_marker(const char *name)
+static void kmsg_marker(const char *name, const char *var)
 {
 	int fd = open("/dev/kmsg", O_WRONLY);
 	char rec[256];
-	int len = snprintf(rec, sizeof(rec), "uringrace: subtest-start %s\n", name);
+	int len = snprintf(rec, sizeof(rec), "uringrace: subtest-start %s_%s\n", name, var);
 
 	/* one write() is one record; dprintf() is refused by /dev/kmsg */
 	if (fd >= 0) {
@@ -207,7 +207,7 @@ FIXTURE_SETUP(scenario)
 	ASSERT_LE(0, self->kmsg);
 	lseek(self->kmsg, 0, SEEK_END);
 	/* the host charges the KCSAN reports that follow to this case */
-	kmsg_marker(_metadata->name);
+	kmsg_marker(variant->name, variant->variant);
 }
 
 FIXTURE_TEARDOWN(scenario)

@@ -101,6 +101,7 @@ def build(src, identity, rec):
     """Configure and build; return a dict describing the build."""
     key = build_key(identity, rec)
     obj = objdir_for(identity, rec)
+    fresh = not os.path.exists(os.path.join(obj, "vmlinux"))
     os.makedirs(obj, exist_ok=True)
     with open(os.path.join(obj, ".lock"), "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
@@ -116,7 +117,13 @@ def build(src, identity, rec):
                 "objdir": obj, "image": os.path.join(obj, rec["KIMAGE"]),
                 "vmlinux": os.path.join(obj, "vmlinux"),
                 "seconds": round(time.time() - t0, 1), "compiled": compiled}
-        with open(os.path.join(obj, "uringrace-build.json"), "w", encoding="utf-8") as f:
+        jpath = os.path.join(obj, "uringrace-build.json")
+        if fresh:
+            info["cold_seconds"] = info["seconds"]
+        elif os.path.exists(jpath):
+            with open(jpath, encoding="utf-8") as f:
+                info["cold_seconds"] = json.load(f).get("cold_seconds")
+        with open(jpath, "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)
     log(f"kernel ready: {info['image']} ({info['seconds']} s, {compiled} objects compiled)")
     return info

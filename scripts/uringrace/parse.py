@@ -35,7 +35,7 @@ def strip(line):
 
 
 def _new_report(title, ts, where):
-    bare = re.sub(r" \[[\w-]+\]", "", title)
+    bare = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", re.sub(r" \[[\w-]+\]", "", title))
     funcs = [f.strip() for f in re.sub(r"^(data-race|assert: race) in ", "", bare).split(" / ")]
     return {"title": title, "kind": title.split(" in ", 1)[0], "functions": funcs,
             "time": ts, "test": where, "accesses": [], "value_change": None,

@@ -1,0 +1,113 @@
+"""The console and KTAP parsers against real guest logs saved from both arches
+(tests/logs/, written by 'make run' on this machine)."""
+
+import os
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "scripts"))
+from uringrace import parse, qemu, report  # noqa: E402
+
+
+def log(name):
+    with open(os.path.join(HERE, "logs", name), encoding="utf-8") as f:
+        return f.read()
+
+
+class Arm64Reports(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.con = parse.parse_console(log("arm64-6.12-scenarios.console"))
+
+    def test_every_report_found_and_charged(self):
+        reps = self.con["reports"]
+        self.assertEqual(len(reps), 11)
+        self.assertTrue(all(r["test"].startswith("scenarios") for r in reps))
+        self.assertEqual([t["name"] for t in self.con["tests"]],
+                         ["io_uring_nop", "control", "scenarios"])
+        self.assertEqual(self.con["tests"][1]["rc"], 1)
+
+    def test_reordered_read_in_sq_head(self):
+        rep = next(r for r in self.con["reports"] if "ur_io_sq_thread" in r["title"])
+        self.assertEqual(rep["functions"], ["ur_io_sq_thread", "ur_sq_app_submit"])
+        self.assertEqual(rep["time"], 25.342798)
+        w, rd = rep["accesses"]
+        self.assertEqual((w["type"], w["size"], w["task"], w["cpu"], w["marked"],
+                          w["reordered"]), ("write", 8, 131, 0, False, False))
+        self.assertEqual((rd["type"], rd["size"], rd["task"], rd["cpu"], rd["reordered"]),
+                         ("read", 8, 130, 1, True))
+        self.assertEqual(rd["reordered_to"], "ur_io_sq_thread+0x154")
+        self.assertEqual(w["stack"][0], {"fn": "ur_sq_app_submit", "off": "0xbc",
+                                         "len": "0x118", "module": "uringrace"})
+        self.assertEqual([f["fn"] for f in rd["stack"]],
+                         ["ur_io_sq_thread", "ur_thread_main", "kthread", "ret_from_fork"])
+        self.assertEqual(rep["reporter"], {"cpu": 1, "pid": 130, "comm": "ur/sq_head/sqth"})
+
+    def test_groups_by_title(self):
+        groups = report.kcsan_groups(self.con["reports"])
+        counts = {g["title"].split(" in ", 1)[1]: g["count"] for g in groups}
+        self.assertEqual(counts["ur_io_sq_thread [uringrace] / ur_sq_app_submit [uringrace]"],
+                         5)
+        self.assertEqual(sum(counts.values()), 11)
+
+
+class X86Reports(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.con = parse.parse_console(log("x86_64-6.12-scenarios.console"))
+
+    def test_unknown_origin_is_boot_noise_with_value_change(self):
+        rep = self.con["reports"][0]
+        self.assertEqual(rep["test"], "boot")
+        self.assertTrue(rep["unknown_origin"])
+        self.assertEqual(rep["functions"], ["virtqueue_get_buf_ctx_split"])
+        self.assertEqual(len(rep["accesses"]), 1)
+        acc = rep["accesses"][0]
+        self.assertEqual((acc["type"], acc["size"], acc["task"], acc["cpu"]), ("read", 2, 1, 0))
+        self.assertEqual(acc["stack"][2]["fn"], "__send_control_msg.isra.0")
+        self.assertEqual(rep["value_change"], ["0x0003", "0x0004"])
+
+    def test_other_subsystems_are_reports_too(self):
+        titles = {r["title"] for r in self.con["reports"]}
+        self.assertIn("data-race in __hrtimer_run_queues / hrtimer_active", titles)
+        self.assertEqual(len(self.con["reports"]), 18)
+        self.assertEqual(self.con["init_time"], 4.561501)
+
+
+class Ktap(unittest.TestCase):
+    def test_nested_results_and_skip(self):
+        tree = parse.parse_ktap(log("arm64-6.12-scenarios.ktap"))
+        self.assertEqual(tree["plan"], 3)
+        names = [r["name"] for r in tree["subtests"]]
+        self.assertEqual(names, ["selftests: uringrace: io_uring_nop",
+                                 "selftests: uringrace: control",
+                                 "selftests: uringrace: scenarios"])
+        control = tree["subtests"][1]
+        self.assertFalse(control["ok"])
+        failed = [s["name"] for s in control["subtests"] if not s["ok"]]
+        self.assertEqual(failed, ["dev.second_start_is_busy"])
+        scen = tree["subtests"][2]
+        skips = [s["name"] for s in scen["subtests"] if s["directive"] == "SKIP"]
+        self.assertEqual(len(skips), 2)
+        self.assertEqual(parse.ktap_summary(tree),
+                         {"passed": 2, "failed": 1, "skipped": 0, "missing": 0})
+
+    def test_missing_results_count_as_failures(self):
+        tree = parse.parse_ktap("TAP version 13\n1..3\nok 1 a\n")
+        self.assertEqual(parse.ktap_summary(tree)["failed"], 2)
+
+
+class SavedOutcomes(unittest.TestCase):
+    def test_saved_panic_log_is_a_panic(self):
+        self.assertEqual(qemu.classify(log("x86_64-6.12-panic.console"), None, False)[0],
+                         "panic")
+
+    def test_saved_passing_log_needs_its_status(self):
+        con = log("x86_64-6.12-selftests.console")
+        self.assertEqual(qemu.classify(con, "0\n", False)[0], "pass")
+        self.assertEqual(qemu.classify(con, None, False)[0], "no-status")
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -365,6 +365,11 @@ static long ur_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case URINGRACE_IOC_STATS:
 		ret = ur_ioctl_stats(uf, uarg);
 		break;
+	case URINGRACE_IOC_WAKE:
+		ret = uf->box ? 0 : -ENODATA;
+		if (uf->box)
+			wake_up_all(&uf->box->run.wq);
+		break;
 	default:
 		ret = -ENOTTY;
 	}

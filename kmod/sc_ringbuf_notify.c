@@ -15,7 +15,8 @@
  *   fixed: a full barrier between each side's store and load (smp_mb(); the
  *          real commit's xchg() on the record header is one).
  *
- * Detector: the consumer's watchdog. The producer notes, record by record,
+ * Detector: the consumer's watchdog. The producer notes, record by record
+ * (ring header: decided, notifications),
  * that it has decided whether to notify; a consumer that waited watchdog_ms
  * with no notification while the producer had already decided "no" for the
  * first record it has not consumed counts a lost notification (then goes
@@ -27,10 +28,11 @@
 
 #include "ur_internal.h"
 
+/* notifications and decisions live in the ring header, where user space
+ * playing the consumer (MODE_USER) sees them too
+ */
 struct ur_ringbuf {
 	struct ur_run *run;
-	u32 notified;		/* notifications sent (irq_work -> wake_up) */
-	u32 decided;		/* records whose notify decision is made */
 };
 
 /* bpf_ringbuf_commit(): publish the record, maybe notify */
@@ -70,11 +72,11 @@ static int ur_bpf_ringbuf_commit(void *arg)
 		/* pairs with the consumer's release of head */
 		cons = smp_load_acquire(&r->head);
 		if (cons == prod - 1) {
-			WRITE_ONCE(rb->notified, READ_ONCE(rb->notified) + 1);
+			WRITE_ONCE(r->notifications, READ_ONCE(r->notifications) + 1);
 			wake_up(&run->wq);
 		}
 		/* pairs with the consumer watchdog's acquire of decided */
-		smp_store_release(&rb->decided, prod);
+		smp_store_release(&r->decided, prod);
 		atomic64_inc(&run->ops);
 	}
 	return 0;
@@ -104,7 +106,7 @@ static int ur_ringbuf_consume(void *arg)
 				ur_anomaly(run, URINGRACE_AN_TORN_SQE);
 			cons++;
 		}
-		seen = READ_ONCE(rb->notified);
+		seen = READ_ONCE(r->notifications);
 		/* pairs with the producer's acquire of head */
 		smp_store_release(&r->head, cons);
 		/* fixed: full barrier, head store before tail load (SB) */
@@ -114,7 +116,7 @@ static int ur_ringbuf_consume(void *arg)
 		if (smp_load_acquire(&r->tail) != cons)
 			continue;
 		if (wait_event_interruptible_timeout(run->wq,
-						     READ_ONCE(rb->notified) != seen ||
+						     READ_ONCE(r->notifications) != seen ||
 						     ur_should_stop(run), tmo) > 0)
 			continue;
 		/* no notification in watchdog_ms: was one owed? (acquires pair
@@ -122,8 +124,8 @@ static int ur_ringbuf_consume(void *arg)
 		 */
 		if (smp_load_acquire(&r->tail) != cons &&
 		    /* acquire: pairs with the producer's release */
-		    (s32)(smp_load_acquire(&rb->decided) - (cons + 1)) >= 0 &&
-		    READ_ONCE(rb->notified) == seen)
+		    (s32)(smp_load_acquire(&r->decided) - (cons + 1)) >= 0 &&
+		    READ_ONCE(r->notifications) == seen)
 			ur_anomaly(run, URINGRACE_AN_LOST_NOTIFY);
 	}
 	return 0;

@@ -10,7 +10,7 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define URINGRACE_API_VERSION	2U
+#define URINGRACE_API_VERSION	3U
 #define URINGRACE_DEV		"/dev/uringrace"
 
 /* Scenarios: one per seed protocol (see the scenario table in DESIGN.md). */
@@ -90,8 +90,9 @@ struct uringrace_ring_hdr {
 	__u32 tail;		/* producer position */
 	__u32 flags;		/* URINGRACE_RING_NEED_WAKEUP */
 	__u32 entries;
-	__u32 wakeups;		/* user -> kernel: "wake the SQ thread" requests */
-	__u32 pad[11];		/* entries start on a cache line */
+	__u32 notifications;	/* ringbuf_notify: notifications sent */
+	__u32 decided;		/* ringbuf_notify: records whose notify decision is made */
+	__u32 pad[10];		/* entries start on a cache line */
 };
 
 #define URINGRACE_RING_NEED_WAKEUP	(1U << 0)
@@ -113,5 +114,7 @@ struct uringrace_entry {
 #define URINGRACE_IOC_START	_IO(URINGRACE_IOC_MAGIC, 0x02)
 #define URINGRACE_IOC_STOP	_IO(URINGRACE_IOC_MAGIC, 0x03)
 #define URINGRACE_IOC_STATS	_IOWR(URINGRACE_IOC_MAGIC, 0x04, struct uringrace_stats)
+/* wake the running scenario's sleepers (IORING_ENTER_SQ_WAKEUP's role) */
+#define URINGRACE_IOC_WAKE	_IO(URINGRACE_IOC_MAGIC, 0x05)
 
 #endif /* _UAPI_LINUX_URINGRACE_H */

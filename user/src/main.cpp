@@ -1,0 +1,70 @@
+// uringrace: the user-space driver. See `uringrace --help`.
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+#include "report.hpp"
+#include "workloads.hpp"
+
+using namespace uringrace;
+
+namespace {
+
+void on_sigint(int) {
+    g_interrupted.store(true);
+}
+
+int emit(const Options& o, const Result& r) {
+    std::cout << (o.json ? to_json(r) : to_text(r)) << std::endl;
+    return r.counts.count("errors") ? 1 : 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (!args.empty() && (args[0] == "--help" || args[0] == "-h" || args[0] == "help")) {
+        std::cout << usage();
+        return 0;
+    }
+    std::string err;
+    auto opt = parse_options(args, err);
+    if (!opt) {
+        std::cerr << "uringrace: " << err << "\n\n" << usage();
+        return 2;
+    }
+    const Options& o = *opt;
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+
+    std::vector<Result> results;
+    if (o.workload == "nop")
+        results.push_back(run_nop(o));
+    else if (o.workload == "read")
+        results.push_back(run_read(o));
+    else if (o.workload == "sqpoll")
+        results.push_back(run_sqpoll(o));
+    else if (o.workload == "iowq")
+        results.push_back(run_iowq(o));
+    else if (o.workload == "cq")
+        results.push_back(run_cq(o));
+    else if (o.workload == "litmus") {
+        results.push_back(run_litmus(o, "sqpoll_wakeup"));
+        results.push_back(run_litmus(o, "ringbuf_notify"));
+    } else
+        results.push_back(run_module(o));
+
+    int rc = 0, skipped = 0;
+    for (const auto& r : results) {
+        rc |= emit(o, r);
+        skipped += !r.skipped.empty();
+    }
+    if (skipped == static_cast<int>(results.size()))
+        return 4;
+    return rc;
+}

@@ -1,0 +1,253 @@
+// uringrace: the application side of the module's scenarios, on the ring the
+// module maps (URINGRACE_MODE_USER, and MODE_USER_MM for cq_tail).
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/uringrace.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <thread>
+#include <unistd.h>
+
+#include "fences.hpp"
+#include "ring.hpp"
+#include "workloads.hpp"
+
+namespace uringrace {
+
+namespace {
+
+struct Scenario {
+    const char* name;
+    unsigned id;
+};
+constexpr Scenario scenarios[] = {
+    {"sq_head", URINGRACE_SC_SQ_HEAD},
+    {"sqpoll_wakeup", URINGRACE_SC_SQPOLL_WAKEUP},
+    {"cq_tail", URINGRACE_SC_CQ_TAIL},
+    {"ringbuf_notify", URINGRACE_SC_RINGBUF_NOTIFY},
+};
+
+class Device {
+  public:
+    ~Device() {
+        if (ring_)
+            munmap(ring_, bytes_);
+        if (fd_ >= 0)
+            close(fd_);
+    }
+    // 0, or -errno with what() naming the step
+    int open_and_map(const uringrace_config& cfg) {
+        fd_ = ::open(URINGRACE_DEV, O_RDWR | O_CLOEXEC);
+        if (fd_ < 0)
+            return fail("open " URINGRACE_DEV);
+        uringrace_version v{};
+        v.size = sizeof(v);
+        if (ioctl(fd_, URINGRACE_IOC_VERSION, &v))
+            return fail("version ioctl");
+        if (v.api != URINGRACE_API_VERSION) {
+            what_ = "module API " + std::to_string(v.api) + ", driver built for " +
+                    std::to_string(URINGRACE_API_VERSION);
+            return -EPROTO;
+        }
+        if (ioctl(fd_, URINGRACE_IOC_CONFIGURE, &cfg))
+            return fail("configure ioctl");
+        long page = sysconf(_SC_PAGESIZE);
+        bytes_ = (uringrace_ring_bytes(cfg.entries) + page - 1) & ~(page - 1);
+        void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+        if (p == MAP_FAILED)
+            return fail("mmap ring");
+        ring_ = static_cast<uringrace_ring_hdr*>(p);
+        return 0;
+    }
+    int start() { return ioctl(fd_, URINGRACE_IOC_START, 0) ? fail("start ioctl") : 0; }
+    int stop() { return ioctl(fd_, URINGRACE_IOC_STOP, 0) ? fail("stop ioctl") : 0; }
+    int wake() { return ioctl(fd_, URINGRACE_IOC_WAKE, 0) ? fail("wake ioctl") : 0; }
+    bool stats(uringrace_stats& st) {
+        st = {};
+        st.size = sizeof(st);
+        return ioctl(fd_, URINGRACE_IOC_STATS, &st) == 0;
+    }
+    uringrace_ring_hdr* ring() const { return ring_; }
+    uringrace_entry* entries() const { return reinterpret_cast<uringrace_entry*>(ring_ + 1); }
+    const std::string& what() const { return what_; }
+
+  private:
+    int fail(const char* step) {
+        int e = -errno;
+        what_ = std::string(step) + ": " + std::strerror(errno);
+        return e;
+    }
+    int fd_ = -1;
+    uringrace_ring_hdr* ring_ = nullptr;
+    size_t bytes_ = 0;
+    std::string what_;
+};
+
+using clock_type = std::chrono::steady_clock;
+
+// sq_head: fill SQEs and reuse each slot the moment the head frees it
+uint64_t sq_head_producer(Device& d, const RingMath& m, const Budget& b) {
+    auto* r = d.ring();
+    uringrace_entry* e = d.entries();
+    uint32_t tail = 0;
+    while (!b.over(tail)) {
+        // pairs with the module's head publish (release in the fixed variant)
+        if (m.full(load(&r->head, std::memory_order_acquire), tail))
+            continue;
+        uringrace_entry* s = &e[m.slot(tail)];
+        uint64_t seq = uint64_t(tail) + 1;
+        s->seq = seq;
+        s->data[0] = s->data[1] = s->data[2] = seq;
+        s->seq_end = seq;
+        store(&r->tail, ++tail, std::memory_order_release);
+    }
+    return tail;
+}
+
+// cq_tail: reap CQEs; --fence off loads the tail relaxed (the buggy reader)
+uint64_t cq_tail_reaper(Device& d, const RingMath& m, const Budget& b, Fence f, uint64_t& stale) {
+    auto* r = d.ring();
+    uringrace_entry* e = d.entries();
+    uint32_t head = 0;
+    while (!b.over(head)) {
+        uint32_t tail = load(&r->tail, load_order(f));
+        while (head != tail) {
+            const uringrace_entry* c = &e[m.slot(head)];
+            uint64_t want = uint64_t(head) + 1;
+            if (c->seq != want || c->data[0] != want || c->seq_end != want)
+                stale++;
+            head++;
+        }
+        store(&r->head, head, std::memory_order_release);
+    }
+    return head;
+}
+
+// sqpoll_wakeup: submit to the module's SQ thread at the moment it sleeps
+uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, uint64_t& stalls) {
+    auto* r = d.ring();
+    uint32_t tail = 0;
+    Watchdog dog{std::chrono::milliseconds(wd_ms)};
+    while (!b.over(tail)) {
+        store(&r->tail, ++tail, std::memory_order_release);
+        sqpoll_tail_to_flags_fence(f);
+        if (load(&r->flags, std::memory_order_relaxed) & URINGRACE_RING_NEED_WAKEUP)
+            d.wake();
+        dog.arm(clock_type::now());
+        while (load(&r->head, std::memory_order_acquire) != tail && !b.over(0)) {
+            if (dog.expired(clock_type::now())) {
+                stalls++;
+                d.wake(); // IORING_ENTER_SQ_WAKEUP's role
+                dog.arm(clock_type::now());
+            }
+        }
+    }
+    return tail;
+}
+
+// ringbuf_notify: consume; wait for a notification when caught up
+uint64_t ringbuf_consumer(Device& d, const RingMath& m, const Budget& b, Fence f, unsigned wd_ms,
+                          uint64_t& lost) {
+    auto* r = d.ring();
+    uringrace_entry* e = d.entries();
+    uint32_t cons = 0;
+    while (!b.over(cons)) {
+        uint32_t prod = load(&r->tail, std::memory_order_acquire);
+        while (cons != prod) {
+            (void)e[m.slot(cons)].seq;
+            cons++;
+        }
+        uint32_t seen = load(&r->notifications, std::memory_order_relaxed);
+        store(&r->head, cons, std::memory_order_release);
+        ringbuf_pos_to_pos_fence(f);
+        if (load(&r->tail, std::memory_order_acquire) != cons)
+            continue;
+        // edge-triggered wait: only a new notification wakes us
+        Watchdog dog{std::chrono::milliseconds(wd_ms)};
+        dog.arm(clock_type::now());
+        while (load(&r->notifications, std::memory_order_acquire) == seen && !b.over(0)) {
+            if (dog.expired(clock_type::now())) {
+                uint32_t decided = load(&r->decided, std::memory_order_acquire);
+                if (load(&r->tail, std::memory_order_acquire) != cons &&
+                    int32_t(decided - (cons + 1)) >= 0)
+                    lost++;
+                break;
+            }
+            std::this_thread::yield();
+        }
+    }
+    return cons;
+}
+
+} // namespace
+
+Result run_module(const Options& o) {
+    Result r;
+    r.workload = o.workload;
+    r.path = "module";
+    r.fence = o.fence == Fence::on ? "on" : "off";
+    unsigned id = 0;
+    for (const auto& s : scenarios)
+        if (o.workload == s.name)
+            id = s.id;
+    uringrace_config cfg{};
+    cfg.size = sizeof(cfg);
+    cfg.scenario = id;
+    cfg.variant = o.variant == "fixed" ? URINGRACE_VAR_FIXED : URINGRACE_VAR_BUGGY;
+    cfg.mode = o.mode == "user_mm" ? URINGRACE_MODE_USER_MM : URINGRACE_MODE_USER;
+    cfg.threads = 1;
+    // the module runs a little longer than we do, so it is still there at the end
+    cfg.duration_ms = static_cast<uint32_t>(o.duration_s * 1000) + 2000;
+    cfg.entries = o.entries;
+    cfg.watchdog_ms = o.watchdog_ms;
+    Device d;
+    if (access(URINGRACE_DEV, F_OK)) {
+        r.skipped = URINGRACE_DEV " missing: load uringrace.ko";
+        return r;
+    }
+    if (int e = d.open_and_map(cfg); e) {
+        r.skipped = d.what();
+        if (e != -ENOENT && e != -ENODEV)
+            r.counts["errors"] = 1;
+        return r;
+    }
+    if (d.start()) {
+        r.skipped = d.what();
+        r.counts["errors"] = 1;
+        return r;
+    }
+    RingMath m = *RingMath::make(o.entries);
+    Budget b(o);
+    uint64_t anomalies = 0;
+    auto t0 = clock_type::now();
+    const char* what = "anomalies";
+    if (o.workload == "sq_head") {
+        r.ops = sq_head_producer(d, m, b);
+    } else if (o.workload == "cq_tail") {
+        r.ops = cq_tail_reaper(d, m, b, o.fence, anomalies);
+        what = "stale_cqe_user";
+    } else if (o.workload == "sqpoll_wakeup") {
+        r.ops = sqpoll_submitter(d, b, o.fence, o.watchdog_ms, anomalies);
+        what = "stalls";
+    } else {
+        r.ops = ringbuf_consumer(d, m, b, o.fence, o.watchdog_ms, anomalies);
+        what = "lost_notify_user";
+    }
+    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    uringrace_stats st{};
+    d.stop();
+    if (d.stats(st)) {
+        static const char* names[URINGRACE_AN_MAX] = {"lost_update", "torn_sqe", "stale_cqe",
+                                                      "lost_wakeup", "lost_notify"};
+        r.counts["module_ops"] = st.ops;
+        for (int i = 0; i < URINGRACE_AN_MAX; i++)
+            if (st.anomalies[i])
+                r.counts[std::string("module_") + names[i]] = st.anomalies[i];
+        r.counts["module_kcsan_matched"] = st.kcsan_matched;
+    }
+    r.counts[what] = anomalies;
+    return r;
+}
+
+} // namespace uringrace

@@ -1,0 +1,139 @@
+#include "options.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <sstream>
+
+namespace uringrace {
+
+const std::vector<std::pair<std::string, std::string>>& workloads() {
+    static const std::vector<std::pair<std::string, std::string>> w = {
+        {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
+        {"read", "read storm from a temp file"},
+        {"sqpoll", "SQPOLL wake-up storm, watchdog counts stalls (--fence on|off)"},
+        {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
+        {"cq", "CQ reaping on several threads (one ring each)"},
+        {"sq_head", "module: fill SQEs, reuse each slot as soon as the head frees it"},
+        {"cq_tail", "module: reap CQEs (--fence off: relaxed tail load)"},
+        {"sqpoll_wakeup", "module: submit to the module's SQ thread (--fence on|off)"},
+        {"ringbuf_notify", "module: consume the module's ring buffer (--fence on|off)"},
+        {"litmus", "store-buffering litmus forms of sqpoll_wakeup/ringbuf_notify"},
+    };
+    return w;
+}
+
+std::string usage() {
+    std::ostringstream o;
+    o << "usage: uringrace <workload> [options]\n\nworkloads:\n";
+    for (const auto& [name, help] : workloads())
+        o << "  " << name << std::string(16 - name.size(), ' ') << help << "\n";
+    o << "\noptions:\n"
+         "  --threads N      threads (1..64, default 2)\n"
+         "  --duration S     wall-time bound in seconds (0.01..3600, default 5)\n"
+         "  --ops N          stop after N operations (default: duration only)\n"
+         "  --entries N      ring entries, power of two 2..4096 (default 64)\n"
+         "  --pin            pin threads to CPUs\n"
+         "  --seed N         random seed\n"
+         "  --fence on|off   the protocol's fence (fences.hpp)\n"
+         "  --via raw|liburing   real io_uring path (default raw)\n"
+         "  --variant buggy|fixed  module workloads: the kernel side\n"
+         "  --mode user|user_mm    module cq_tail: who posts\n"
+         "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
+         "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
+         "  --json           JSON lines\n"
+         "exit: 0 done, 1 anomalies where none were allowed, 2 usage, 4 skipped\n";
+    return o.str();
+}
+
+namespace {
+
+template <typename T> bool number(const std::string& s, T lo, T hi, T& out) {
+    T v{};
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || p != s.data() + s.size() || v < lo || v > hi)
+        return false;
+    out = v;
+    return true;
+}
+
+bool seconds(const std::string& s, double& out) {
+    char* end = nullptr;
+    double v = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end || !std::isfinite(v) || v < 0.01 || v > 3600)
+        return false;
+    out = v;
+    return true;
+}
+
+} // namespace
+
+std::optional<Options> parse_options(const std::vector<std::string>& args, std::string& err) {
+    Options o;
+    if (args.empty()) {
+        err = "no workload given";
+        return std::nullopt;
+    }
+    o.workload = args[0];
+    bool known = false;
+    for (const auto& w : workloads())
+        known |= w.first == o.workload;
+    if (!known) {
+        err = "unknown workload '" + o.workload + "'";
+        return std::nullopt;
+    }
+    for (size_t i = 1; i < args.size(); i++) {
+        const std::string& a = args[i];
+        auto value = [&](std::string& v) {
+            if (i + 1 >= args.size())
+                return false;
+            v = args[++i];
+            return true;
+        };
+        std::string v;
+        bool ok = true;
+        if (a == "--pin") {
+            o.pin = true;
+        } else if (a == "--json") {
+            o.json = true;
+        } else if (!value(v)) {
+            err = a.rfind("--", 0) == 0 ? a + " needs a value" : "unexpected '" + a + "'";
+            return std::nullopt;
+        } else if (a == "--threads") {
+            ok = number(v, 1u, 64u, o.threads);
+        } else if (a == "--duration") {
+            ok = seconds(v, o.duration_s);
+        } else if (a == "--ops") {
+            ok = number(v, uint64_t{1}, uint64_t{1} << 48, o.max_ops);
+        } else if (a == "--entries") {
+            ok = number(v, 2u, 4096u, o.entries) && (o.entries & (o.entries - 1)) == 0;
+        } else if (a == "--seed") {
+            ok = number(v, uint64_t{0}, ~uint64_t{0}, o.seed);
+        } else if (a == "--fence") {
+            ok = v == "on" || v == "off";
+            o.fence = v == "off" ? Fence::off : Fence::on;
+        } else if (a == "--via") {
+            ok = v == "raw" || v == "liburing";
+            o.via = v == "liburing" ? Via::liburing : Via::raw;
+        } else if (a == "--variant") {
+            ok = v == "buggy" || v == "fixed";
+            o.variant = v;
+        } else if (a == "--mode") {
+            ok = v == "user" || v == "user_mm";
+            o.mode = v;
+        } else if (a == "--idle-ms") {
+            ok = number(v, 0u, 1000u, o.idle_ms);
+        } else if (a == "--watchdog-ms") {
+            ok = number(v, 1u, 10000u, o.watchdog_ms);
+        } else {
+            err = "unknown option '" + a + "'";
+            return std::nullopt;
+        }
+        if (!ok) {
+            err = "bad value '" + v + "' for " + a;
+            return std::nullopt;
+        }
+    }
+    return o;
+}
+
+} // namespace uringrace

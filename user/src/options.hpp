@@ -1,0 +1,40 @@
+// uringrace: command-line options, validated.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fences.hpp"
+
+namespace uringrace {
+
+enum class Via { raw, liburing };
+
+struct Options {
+    std::string workload;
+    unsigned threads = 2;
+    double duration_s = 5.0; // upper bound on wall time
+    uint64_t max_ops = 0;    // 0: no bound but the duration
+    unsigned entries = 64;   // ring entries (power of two)
+    bool pin = false;        // pin threads to CPUs round-robin
+    uint64_t seed = 1;
+    Fence fence = Fence::on;       // the protocol's fence (see fences.hpp)
+    Via via = Via::raw;            // real io_uring: own ring code or liburing
+    std::string variant = "fixed"; // module workloads: kernel side variant
+    std::string mode = "user";     // module workloads: user | user_mm
+    unsigned idle_ms = 1;          // SQPOLL sq_thread_idle
+    unsigned watchdog_ms = 100;    // stall limit
+    bool json = false;             // JSON lines instead of the human summary
+};
+
+// The workloads and a line of help each.
+const std::vector<std::pair<std::string, std::string>>& workloads();
+
+// Parse argv; on error return nullopt and set err to a one-line reason.
+std::optional<Options> parse_options(const std::vector<std::string>& args, std::string& err);
+
+std::string usage();
+
+} // namespace uringrace

@@ -1,0 +1,56 @@
+// uringrace: a raw io_uring, set up and driven without liburing, so that a
+// fence can be dropped on purpose. Every shared field is accessed through
+// ring.hpp's atomic_ref helpers with an explicit order.
+#pragma once
+
+#include <cstdint>
+#include <linux/io_uring.h>
+#include <string>
+
+namespace uringrace {
+
+class RawRing {
+  public:
+    // flags: IORING_SETUP_*; sq_idle_ms with IORING_SETUP_SQPOLL.
+    // Returns 0 or -errno; on error, what() says which step failed.
+    int init(unsigned entries, unsigned flags = 0, unsigned sq_idle_ms = 0);
+    ~RawRing();
+    RawRing() = default;
+    RawRing(const RawRing&) = delete;
+    RawRing& operator=(const RawRing&) = delete;
+
+    // Next free SQE (zeroed), or nullptr if the SQ is full.
+    io_uring_sqe* get_sqe();
+    // Publish queued SQEs: the tail store-release the kernel pairs with.
+    unsigned flush();
+    int enter(unsigned to_submit, unsigned min_complete, unsigned flags);
+    // Submit and wait for `wait` completions (not for SQPOLL rings).
+    int submit_and_wait(unsigned wait);
+    // The SQPOLL side: does the SQ thread need a wake-up? The load that
+    // sqpoll_tail_to_flags_fence() must order after the tail store.
+    bool sq_needs_wakeup() const;
+    // Reap up to max CQEs into fn(cqe); returns how many.
+    template <typename F> unsigned reap(unsigned max, F&& fn);
+    int fd() const { return fd_; }
+    const std::string& what() const { return what_; }
+    bool sqpoll() const { return flags_ & IORING_SETUP_SQPOLL; }
+
+  private:
+    int fd_ = -1;
+    unsigned flags_ = 0;
+    void* sq_ptr_ = nullptr;
+    void* cq_ptr_ = nullptr;
+    size_t sq_len_ = 0, cq_len_ = 0, sqes_len_ = 0;
+    io_uring_sqe* sqes_ = nullptr;
+    unsigned *sq_head_ = nullptr, *sq_tail_ = nullptr, *sq_mask_ = nullptr, *sq_array_ = nullptr,
+             *sq_flags_ = nullptr;
+    unsigned *cq_head_ = nullptr, *cq_tail_ = nullptr, *cq_mask_ = nullptr;
+    io_uring_cqe* cqes_ = nullptr;
+    unsigned sqe_head_ = 0, sqe_tail_ = 0; // local: handed out / flushed
+    unsigned sq_entries_ = 0;
+    std::string what_;
+};
+
+} // namespace uringrace
+
+#include "raw_uring_inl.hpp"

@@ -1,0 +1,288 @@
+#include "workloads.hpp"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <random>
+#include <sched.h>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "fences.hpp"
+#include "raw_uring.hpp"
+#include "ring.hpp"
+
+namespace uringrace {
+
+std::atomic<bool> g_interrupted{false};
+
+Budget::Budget(const Options& o)
+    : deadline(std::chrono::steady_clock::now() +
+               std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                   std::chrono::duration<double>(o.duration_s))),
+      max_ops(o.max_ops) {}
+
+bool Budget::over(uint64_t ops) const {
+    return g_interrupted.load(std::memory_order_relaxed) || (max_ops && ops >= max_ops) ||
+           std::chrono::steady_clock::now() >= deadline;
+}
+
+void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn) {
+    std::vector<std::thread> ts;
+    unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; i++) {
+        ts.emplace_back([&, i] {
+            if (pin) {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(i % ncpu, &set);
+                pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+            }
+            fn(i);
+        });
+    }
+    for (auto& t : ts)
+        t.join();
+}
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+double since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+std::string skip_reason(int err, const char* what) {
+    std::string why = std::string(what) + ": " + std::strerror(-err);
+    if (err == -ENOSYS)
+        why += " (no io_uring in this kernel)";
+    else if (err == -EPERM)
+        why += " (io_uring not permitted: kernel.io_uring_disabled or no privilege)";
+    return why;
+}
+
+bool unavailable(int err) {
+    return err == -ENOSYS || err == -EPERM || err == -EACCES;
+}
+
+Result base(const Options& o, const char* path) {
+    Result r;
+    r.workload = o.workload;
+    r.path = path;
+    r.fence = o.fence == Fence::on ? "on" : "off";
+    return r;
+}
+
+// One NOP batch through the raw ring; returns completions or -errno.
+int raw_nop_batch(RawRing& ring, unsigned batch, uint8_t sqe_flags, uint64_t& bad) {
+    for (unsigned i = 0; i < batch; i++) {
+        io_uring_sqe* sqe = ring.get_sqe();
+        if (!sqe)
+            return -EBUSY;
+        sqe->opcode = IORING_OP_NOP;
+        sqe->flags = sqe_flags;
+        sqe->user_data = i + 1;
+    }
+    int r = ring.submit_and_wait(batch);
+    if (r < 0)
+        return r;
+    unsigned got = 0;
+    while (got < batch)
+        got += ring.reap(batch - got, [&](const io_uring_cqe& c) {
+            if (c.res < 0 || c.user_data == 0 || c.user_data > batch)
+                bad++;
+        });
+    return static_cast<int>(got);
+}
+
+int uring_nop_batch(io_uring& ring, unsigned batch, uint8_t sqe_flags, uint64_t& bad) {
+    for (unsigned i = 0; i < batch; i++) {
+        io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+        if (!sqe)
+            return -EBUSY;
+        io_uring_prep_nop(sqe);
+        sqe->flags |= sqe_flags;
+        io_uring_sqe_set_data64(sqe, i + 1);
+    }
+    int r = io_uring_submit_and_wait(&ring, batch);
+    if (r < 0)
+        return r;
+    unsigned got = 0;
+    io_uring_cqe* cqe;
+    while (got < batch && io_uring_peek_cqe(&ring, &cqe) == 0) {
+        if (cqe->res < 0 || cqe->user_data == 0 || cqe->user_data > batch)
+            bad++;
+        io_uring_cqe_seen(&ring, cqe);
+        got++;
+    }
+    return static_cast<int>(got);
+}
+
+// NOP storm on o.threads threads, one ring each; sqe_flags adds IOSQE_ASYNC
+// for the io-wq storm, gaps makes bursts with idle time between them.
+Result nop_storm(const Options& o, uint8_t sqe_flags, bool gaps) {
+    Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
+    std::atomic<uint64_t> ops{0}, bad{0};
+    std::atomic<int> err{0};
+    Budget budget(o);
+    auto t0 = clock_type::now();
+    run_threads(o.threads, o.pin, [&](unsigned t) {
+        std::mt19937_64 rng(o.seed + t);
+        unsigned batch = std::min(32u, o.entries);
+        uint64_t mine = 0, mybad = 0;
+        RawRing raw;
+        io_uring lu{};
+        int e = o.via == Via::raw ? raw.init(o.entries) : io_uring_queue_init(o.entries, &lu, 0);
+        if (e) {
+            err.store(e);
+            return;
+        }
+        while (!budget.over(ops.load(std::memory_order_relaxed))) {
+            int n = o.via == Via::raw ? raw_nop_batch(raw, batch, sqe_flags, mybad)
+                                      : uring_nop_batch(lu, batch, sqe_flags, mybad);
+            if (n < 0) {
+                err.store(n);
+                break;
+            }
+            mine += n;
+            ops.fetch_add(n, std::memory_order_relaxed);
+            if (gaps && rng() % 4 == 0) // idle gap: workers go free, then re-activate
+                std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+        }
+        bad.fetch_add(mybad);
+        if (o.via == Via::liburing)
+            io_uring_queue_exit(&lu);
+    });
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.counts["bad_cqe"] = bad.load();
+    if (err.load() && unavailable(err.load()) && r.ops == 0)
+        r.skipped = skip_reason(err.load(), "io_uring_setup");
+    else if (err.load())
+        r.counts["errors"] = 1;
+    return r;
+}
+
+} // namespace
+
+Result run_nop(const Options& o) {
+    return nop_storm(o, 0, false);
+}
+Result run_iowq(const Options& o) {
+    return nop_storm(o, IOSQE_ASYNC, true);
+}
+Result run_cq(const Options& o) {
+    return nop_storm(o, 0, false);
+}
+
+Result run_read(const Options& o) {
+    Result r = base(o, "liburing");
+    char path[] = "/tmp/uringrace-read-XXXXXX";
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        r.skipped = std::string("mkstemp: ") + std::strerror(errno);
+        return r;
+    }
+    unlink(path);
+    std::vector<char> block(4096, 'u');
+    for (int i = 0; i < 256; i++)
+        if (write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()))
+            break;
+    std::atomic<uint64_t> ops{0}, bad{0};
+    std::atomic<int> err{0};
+    Budget budget(o);
+    auto t0 = clock_type::now();
+    run_threads(o.threads, o.pin, [&](unsigned t) {
+        io_uring ring{};
+        std::mt19937_64 rng(o.seed + t);
+        std::vector<std::vector<char>> bufs(8, std::vector<char>(4096));
+        int e = io_uring_queue_init(o.entries, &ring, 0);
+        if (e) {
+            err.store(e);
+            return;
+        }
+        while (!budget.over(ops.load(std::memory_order_relaxed))) {
+            for (auto& b : bufs)
+                io_uring_prep_read(io_uring_get_sqe(&ring), fd, b.data(), 4096,
+                                   (rng() % 256) * 4096);
+            if (io_uring_submit_and_wait(&ring, bufs.size()) < 0)
+                break;
+            io_uring_cqe* cqe;
+            for (size_t i = 0; i < bufs.size() && io_uring_peek_cqe(&ring, &cqe) == 0; i++) {
+                if (cqe->res != 4096)
+                    bad.fetch_add(1);
+                io_uring_cqe_seen(&ring, cqe);
+                ops.fetch_add(1, std::memory_order_relaxed);
+            }
+        }
+        io_uring_queue_exit(&ring);
+    });
+    close(fd);
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.counts["short_reads"] = bad.load();
+    if (err.load() && r.ops == 0)
+        r.skipped = skip_reason(err.load(), "io_uring_queue_init");
+    return r;
+}
+
+// SQPOLL wake-up storm through the raw ring: submit right when the SQ thread
+// is due to go to sleep, with or without the fence between the tail store
+// and the flags load. A watchdog counts submissions not picked up in time,
+// then wakes the thread as a careful application would.
+Result run_sqpoll(const Options& o) {
+    Result r = base(o, "raw");
+    RawRing ring;
+    int e = ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms);
+    if (e) {
+        r.skipped = skip_reason(e, "io_uring_setup(SQPOLL)");
+        return r;
+    }
+    std::mt19937_64 rng(o.seed);
+    Budget budget(o);
+    Watchdog dog{std::chrono::milliseconds(o.watchdog_ms)};
+    uint64_t stalls = 0, wakeups = 0, bad = 0;
+    auto t0 = clock_type::now();
+    while (!budget.over(r.ops)) {
+        // land near the end of sq_thread_idle, when NEED_WAKEUP gets set
+        auto idle = std::chrono::microseconds(o.idle_ms * 1000 + (rng() % 200) - 100);
+        std::this_thread::sleep_for(std::max(idle, std::chrono::microseconds(0)));
+        io_uring_sqe* sqe = ring.get_sqe();
+        if (!sqe)
+            break;
+        sqe->opcode = IORING_OP_NOP;
+        sqe->user_data = r.ops + 1;
+        ring.flush();
+        sqpoll_tail_to_flags_fence(o.fence);
+        if (ring.sq_needs_wakeup()) {
+            ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
+            wakeups++;
+        }
+        dog.arm(clock_type::now());
+        unsigned got = 0;
+        while (!got) {
+            got = ring.reap(1, [&](const io_uring_cqe& c) { bad += c.res != 0; });
+            if (!got && dog.expired(clock_type::now())) {
+                stalls++;
+                ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
+                dog.arm(clock_type::now());
+            }
+            if (g_interrupted.load())
+                break;
+        }
+        r.ops += got;
+    }
+    r.seconds = since(t0);
+    r.counts["stalls"] = stalls;
+    r.counts["wakeups"] = wakeups;
+    r.counts["bad_cqe"] = bad;
+    return r;
+}
+
+} // namespace uringrace

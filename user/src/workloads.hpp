@@ -1,0 +1,58 @@
+// uringrace: the workloads. Each returns a Result; a workload that cannot run
+// here (no io_uring, no SQPOLL permission, no module) returns one with
+// `skipped` set instead of failing.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+
+#include "options.hpp"
+#include "report.hpp"
+
+namespace uringrace {
+
+// Set by SIGINT: every loop checks it and ends with a clean summary.
+extern std::atomic<bool> g_interrupted;
+
+struct Budget {
+    std::chrono::steady_clock::time_point deadline;
+    uint64_t max_ops;
+    explicit Budget(const Options& o);
+    bool over(uint64_t ops) const;
+};
+
+// Run fn(thread index) on n threads, pinned round-robin if asked.
+void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn);
+
+Result run_nop(const Options& o);
+Result run_read(const Options& o);
+Result run_sqpoll(const Options& o);
+Result run_iowq(const Options& o);
+Result run_cq(const Options& o);
+Result run_module(const Options& o);
+Result run_litmus(const Options& o, const std::string& protocol);
+
+// A stall watchdog: armed when a submission is made, it reports a stall when
+// nothing completed within the limit. Exposed for the host tests.
+class Watchdog {
+  public:
+    explicit Watchdog(std::chrono::milliseconds limit) : limit_(limit) {}
+    void arm(std::chrono::steady_clock::time_point now) { armed_at_ = now, armed_ = true; }
+    void disarm() { armed_ = false; }
+    // true once per arming when the limit has passed
+    bool expired(std::chrono::steady_clock::time_point now) {
+        if (!armed_ || now - armed_at_ < limit_)
+            return false;
+        armed_ = false;
+        return true;
+    }
+    bool armed() const { return armed_; }
+
+  private:
+    std::chrono::milliseconds limit_;
+    std::chrono::steady_clock::time_point armed_at_{};
+    bool armed_ = false;
+};
+
+} // namespace uringrace

@@ -1,0 +1,161 @@
+// uringrace driver host tests (GoogleTest): ring math, options, watchdog,
+// JSON, and brief real runs on the host kernel (skipped where not allowed).
+#include <gtest/gtest.h>
+
+#include "options.hpp"
+#include "report.hpp"
+#include "ring.hpp"
+#include "workloads.hpp"
+
+using namespace uringrace;
+
+TEST(RingMath, RejectsWhatIsNotAPowerOfTwo) {
+    EXPECT_FALSE(RingMath::make(0));
+    EXPECT_FALSE(RingMath::make(1));
+    EXPECT_FALSE(RingMath::make(6));
+    EXPECT_FALSE(RingMath::make(1u << 31));
+    ASSERT_TRUE(RingMath::make(8));
+    EXPECT_EQ(7u, RingMath::make(8)->mask());
+}
+
+TEST(RingMath, CountersWrapAround) {
+    RingMath m = *RingMath::make(8);
+    uint32_t head = 0xfffffffeu, tail = 2; // tail wrapped past zero
+    EXPECT_EQ(4u, m.used(head, tail));
+    EXPECT_EQ(4u, m.space(head, tail));
+    EXPECT_EQ(6u, m.slot(head));
+    EXPECT_EQ(2u, m.slot(tail));
+    EXPECT_FALSE(m.full(head, tail));
+    EXPECT_TRUE(m.full(head, head + 8));
+    EXPECT_FALSE(m.corrupt(head, head + 8));
+    EXPECT_TRUE(m.corrupt(head, head + 9));
+}
+
+static std::optional<Options> parse(std::vector<std::string> a, std::string& err) {
+    return parse_options(a, err);
+}
+
+TEST(Options, ParsesEveryKnob) {
+    std::string err;
+    auto o = parse({"sqpoll",        "--threads", "4",     "--duration", "0.5",       "--ops",
+                    "1000",          "--entries", "128",   "--pin",      "--seed",    "7",
+                    "--fence",       "off",       "--via", "liburing",   "--idle-ms", "2",
+                    "--watchdog-ms", "50",        "--json"},
+                   err);
+    ASSERT_TRUE(o) << err;
+    EXPECT_EQ(4u, o->threads);
+    EXPECT_DOUBLE_EQ(0.5, o->duration_s);
+    EXPECT_EQ(1000u, o->max_ops);
+    EXPECT_EQ(128u, o->entries);
+    EXPECT_TRUE(o->pin);
+    EXPECT_EQ(7u, o->seed);
+    EXPECT_EQ(Fence::off, o->fence);
+    EXPECT_EQ(Via::liburing, o->via);
+    EXPECT_EQ(2u, o->idle_ms);
+    EXPECT_EQ(50u, o->watchdog_ms);
+    EXPECT_TRUE(o->json);
+}
+
+TEST(Options, RejectsBadInputWithAReason) {
+    const std::vector<std::vector<std::string>> bad = {
+        {},
+        {"nosuch"},
+        {"nop", "--threads", "0"},
+        {"nop", "--threads", "65"},
+        {"nop", "--threads", "3x"},
+        {"nop", "--duration", "0"},
+        {"nop", "--duration", "nan"},
+        {"nop", "--duration", "7200"},
+        {"nop", "--entries", "100"},
+        {"nop", "--fence", "maybe"},
+        {"nop", "--via", "magic"},
+        {"nop", "--watchdog-ms", "0"},
+        {"nop", "--threads"},
+        {"nop", "--frobnicate", "1"},
+        {"nop", "extra"},
+    };
+    for (const auto& a : bad) {
+        std::string err;
+        EXPECT_FALSE(parse(a, err)) << "accepted: " << (a.empty() ? "(nothing)" : a.back());
+        EXPECT_FALSE(err.empty());
+    }
+}
+
+TEST(Watchdog, FiresOncePerArmingAfterTheLimit) {
+    using namespace std::chrono;
+    Watchdog w{milliseconds(100)};
+    auto t = steady_clock::now();
+    EXPECT_FALSE(w.expired(t + seconds(1))); // not armed
+    w.arm(t);
+    EXPECT_FALSE(w.expired(t + milliseconds(99)));
+    EXPECT_TRUE(w.expired(t + milliseconds(100)));
+    EXPECT_FALSE(w.expired(t + milliseconds(200))); // once
+    w.arm(t);
+    w.disarm();
+    EXPECT_FALSE(w.expired(t + seconds(1)));
+}
+
+TEST(Json, OneLineWithEscapesAndCounts) {
+    Result r;
+    r.workload = "nop";
+    r.path = "raw";
+    r.fence = "on";
+    r.ops = 42;
+    r.seconds = 1.5;
+    r.counts["stalls"] = 3;
+    r.skipped = "why \"not\"\n";
+    EXPECT_EQ("{\"workload\":\"nop\",\"path\":\"raw\",\"fence\":\"on\",\"ops\":42,"
+              "\"seconds\":1.500,\"skipped\":\"why \\\"not\\\"\\n\",\"counts\":{\"stalls\":3}}",
+              to_json(r));
+    EXPECT_EQ("\\u0001", json_escape("\x01"));
+}
+
+static Options brief(const std::string& w, Via via = Via::raw) {
+    Options o;
+    o.workload = w;
+    o.duration_s = 0.3;
+    o.threads = 2;
+    o.via = via;
+    return o;
+}
+
+TEST(HostIoUring, NopStormRawAndLiburingAgree) {
+    Result raw = run_nop(brief("nop"));
+    if (!raw.skipped.empty())
+        GTEST_SKIP() << raw.skipped;
+    Result lib = run_nop(brief("nop", Via::liburing));
+    EXPECT_LT(0u, raw.ops);
+    EXPECT_LT(0u, lib.ops);
+    EXPECT_EQ(0u, raw.counts["bad_cqe"]);
+    EXPECT_EQ(0u, lib.counts["bad_cqe"]);
+    EXPECT_EQ(0u, raw.counts.count("errors"));
+}
+
+TEST(HostIoUring, ReadAndIowqStormsComplete) {
+    Result rd = run_read(brief("read"));
+    if (!rd.skipped.empty())
+        GTEST_SKIP() << rd.skipped;
+    EXPECT_LT(0u, rd.ops);
+    EXPECT_EQ(0u, rd.counts["short_reads"]);
+    Result wq = run_iowq(brief("iowq"));
+    EXPECT_LT(0u, wq.ops);
+    EXPECT_EQ(0u, wq.counts["bad_cqe"]);
+}
+
+TEST(HostIoUring, SqpollWithTheFenceNeverStalls) {
+    Options o = brief("sqpoll");
+    o.duration_s = 0.5;
+    Result r = run_sqpoll(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.ops);
+    EXPECT_EQ(0u, r.counts["stalls"]);
+}
+
+TEST(Module, MissingModuleIsASkipNotAFailure) {
+    Options o = brief("sq_head");
+    Result r = run_module(o);
+    if (r.skipped.empty())
+        GTEST_SKIP() << "the module is loaded here";
+    EXPECT_EQ(0u, r.counts.count("errors"));
+}

@@ -13,7 +13,7 @@
  * post them: from a kthread that adopted the application's mm
  * (kthread_use_mm()) and writes the ring through its user address
  * (MODE_USER_MM). MODE_USER posts through the kernel mapping of the same ring.
- * Each CQE carries its sequence number at both ends; a reader that does not
+ * ops counts posted CQEs. Each CQE carries its sequence number at both ends; a reader that does not
  * find the one it expects counts a stale CQE.
  */
 #include <linux/kthread.h>
@@ -91,6 +91,7 @@ static int ur_io_wq_post_cqe(void *arg)
 			smp_wmb();	/* release: CQE before the tail */
 		if (put_user(tail, &r->tail))
 			break;
+		atomic64_inc(&run->ops);
 	}
 	kthread_unuse_mm(run->mm);
 	return 0;
@@ -121,7 +122,6 @@ static int ur_cq_app_reap(void *arg)
 			if (cqe->seq != want || cqe->data[0] != want || cqe->seq_end != want)
 				ur_anomaly(run, URINGRACE_AN_STALE_CQE);
 			head++;
-			atomic64_inc(&run->ops);
 		}
 		/* pairs with the poster's acquire of head */
 		smp_store_release(&r->head, head);

@@ -183,6 +183,7 @@ TEST_F(dev, second_start_is_busy)
 
 	ASSERT_EQ(0, ioctl(self->fd, URINGRACE_IOC_CONFIGURE, &c));
 	ASSERT_EQ(0, ioctl(self->fd, URINGRACE_IOC_START, 0));
+	usleep(200000);	/* let the threads get a CPU and do some work */
 	EXPECT_EQ(-1, ioctl(self->fd, URINGRACE_IOC_START, 0));
 	EXPECT_EQ(EBUSY, errno);
 	EXPECT_EQ(-1, ioctl(self->fd, URINGRACE_IOC_CONFIGURE, &c));

@@ -59,7 +59,21 @@ def build_selftests(kinfo, rec, workdir):
     for line in listing.splitlines():
         name, tmo, cmd = line.split(None, 2)
         tests.append((name, tmo, f"cd /usr/lib/uringrace/selftests && {cmd}"))
-    files = {f"usr/lib/uringrace/selftests/{n}": os.path.join(out, n) for n, _, _ in tests}
+    files = {}
+    for n, _, _ in tests:
+        built = os.path.join(out, n)
+        files[f"usr/lib/uringrace/selftests/{n}"] = built if os.path.exists(built) \
+            else os.path.join(REPO, "selftests", n)
     files["usr/lib/uringrace/selftests/verdicts.txt"] = os.path.join(
         REPO, "selftests", "verdicts.txt")
     return files, tests
+
+
+def build_driver(rec, workdir):
+    """The C++ driver, static, for the guest's arch."""
+    out = os.path.join(workdir, "user")
+    if not shutil.which(rec["CXX"]):
+        raise PipelineError(f"{rec['CXX']} not found: run 'make deps'")
+    run(["make", "-s", "-C", os.path.join(REPO, "user"), f"CXX={rec['CXX']}",
+         f"OUTPUT={out}", f"-j{jobs()}", "static"])
+    return os.path.join(out, "uringrace")

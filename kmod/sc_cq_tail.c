@@ -13,8 +13,8 @@
  * post them: from a kthread that adopted the application's mm
  * (kthread_use_mm()) and writes the ring through its user address
  * (MODE_USER_MM). MODE_USER posts through the kernel mapping of the same ring.
- * ops counts posted CQEs. Each CQE carries its sequence number at both ends; a reader that does not
- * find the one it expects counts a stale CQE.
+ * ops counts posted CQEs. Each CQE carries its sequence number at both
+ * ends; a reader that does not find the one it expects counts a stale CQE.
  */
 #include <linux/kthread.h>
 #include <linux/sched/mm.h>

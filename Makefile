@@ -6,7 +6,7 @@ ARCHES ?= x86_64 arm64
 export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT
 URR := python3 scripts/urr
 
-.PHONY: all deps run check kernel bench-pipeline lint unit clean
+.PHONY: all deps run check kernel bench-pipeline bench-scenarios lint unit clean
 
 all: run
 
@@ -24,6 +24,9 @@ kernel: deps
 
 bench-pipeline: deps
 	@$(URR) bench-pipeline
+
+bench-scenarios: deps
+	@$(URR) bench-scenarios
 
 unit:
 	@python3 -m unittest discover -s tests -t . -v

@@ -52,6 +52,7 @@ static int ur_io_cqring_fill_event(void *arg)
 			smp_store_release(&r->tail, tail);
 		else
 			WRITE_ONCE(r->tail, tail);
+		atomic64_inc(&run->ops);
 	}
 	return 0;
 }

@@ -226,6 +226,12 @@ TEST_F_TIMEOUT(scenario, verdict, 120)
 	unsigned long long an = 0;
 	double t0, first = 0;
 
+	const char *only = getenv("URINGRACE_ONLY");	/* name_variant: run just that */
+	char me[64];
+
+	snprintf(me, sizeof(me), "%s_%s", variant->name, variant->variant);
+	if (only && strcmp(only, me))
+		SKIP(return, "URINGRACE_ONLY=%s", only);
 	ASSERT_EQ(0, find_scenario(variant->name, &si)) TH_LOG("no scenario %s", variant->name);
 	ASSERT_EQ(0, find_verdict(variant->name, variant->variant, variant->mode, &vd))
 		TH_LOG("no verdict for %s %s %s on %s/%s", variant->name, variant->variant,

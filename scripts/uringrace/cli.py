@@ -257,6 +257,66 @@ def cmd_bench_pipeline(args):
     return 0
 
 
+def cmd_bench_scenarios(args):
+    """Time to first detection of each KCSAN-detected buggy variant over RUNS
+    runs (default 5) per arch, and each fixed variant's clean run length, in
+    one guest boot per arch."""
+    import re
+    import statistics
+    runs = int(os.environ.get("RUNS") or 5)
+    buggy = [sc + "_buggy" for sc in ("iowq_flags", "sq_head", "cq_tail")]
+    fixed = [sc + "_fixed" for sc in ("iowq_flags", "sq_head", "cq_tail", "sqpoll_wakeup",
+                                       "ringbuf_notify")]
+    loop = " ".join(buggy)
+    cmd = (f"cd /usr/lib/uringrace/selftests && for i in $(seq {runs}); do for v in {loop}; "
+           f"do URINGRACE_ONLY=$v ./scenarios; done; done; for v in {' '.join(fixed)}; do "
+           f"URINGRACE_ONLY=$v ./scenarios; done; true")
+    line_re = re.compile(r"verdict:(\w+) (buggy|fixed) on (\S+): (\d+) ops in ([\d.]+) s;.*"
+                         r"KCSAN: probe (\d+) matched.*kmsg (\d+) matched.*first detection "
+                         r"(none )?([\d.]+) s")
+    rd = _run_dir(args, "bench-scenarios")
+    table = []
+    for arch in args.arch:
+        rec, kinfo, work, files, tests = guest_parts(args, arch)
+        rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch), cmd=cmd,
+                        timeout=max(args.timeout, 120 + runs * 60))
+        if rep["boot"]["outcome"] != "pass":
+            print(f"{arch}: guest {rep['boot']['outcome']} ({rep['boot']['reason']})")
+            table.append({"arch": arch, "outcome": rep["boot"]["outcome"]})
+            continue
+        with open(os.path.join(rd, arch, "ktap.txt"), encoding="utf-8") as f:
+            text = f.read()
+        samples = {}
+        for m in line_re.finditer(text):
+            key = f"{m.group(1)}_{m.group(2)}"
+            first = None if m.group(8) else float(m.group(9))
+            samples.setdefault(key, []).append((first, float(m.group(5)), int(m.group(4))))
+        for key in buggy + fixed:
+            got = samples.get(key, [])
+            firsts = [f for f, _, _ in got if f is not None]
+            row = {"arch": arch, "variant": key, "runs": len(got), "detected": len(firsts)}
+            if key.endswith("_buggy") and firsts:
+                row.update(median_s=round(statistics.median(firsts), 2),
+                           min_s=round(min(firsts), 2), max_s=round(max(firsts), 2))
+            if key.endswith("_fixed") and got:
+                row["clean_s"] = round(sum(t for f, t, _ in got if f is None), 1)
+                row["ops"] = sum(o for _, _, o in got)
+            table.append(row)
+    print(f"{'arch':8} {'variant':22} {'runs':>4} {'detected':>8} {'median':>8} {'min':>6} "
+          f"{'max':>6} {'clean run':>10}")
+    for r in table:
+        if "variant" not in r:
+            continue
+        print(f"{r['arch']:8} {r['variant']:22} {r['runs']:>4} {r['detected']:>8} "
+              f"{str(r.get('median_s', '-')):>8} {str(r.get('min_s', '-')):>6} "
+              f"{str(r.get('max_s', '-')):>6} {str(r.get('clean_s', '-')):>10}")
+    print("goal: every buggy variant detected in every run; median < 10 s on x86_64")
+    with open(os.path.join(rd, "bench-scenarios.json"), "w", encoding="utf-8") as f:
+        json.dump(table, f, indent=1)
+    print(f"artifacts: {rd}")
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
     p.add_argument("--ksrc", default=os.environ.get("KSRC") or None,
@@ -271,6 +331,8 @@ def parser():
     k.set_defaults(func=cmd_kernel)
     r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
     r.set_defaults(func=cmd_run)
+    bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")
+    bs.set_defaults(func=cmd_bench_scenarios)
     b = sub.add_parser("bench-pipeline", help="pipeline timings per arch (COLD=1: real cold build)")
     b.set_defaults(func=cmd_bench_pipeline)
     c = sub.add_parser("check", help="host unit tests, lint, guest selftests, runner tests")

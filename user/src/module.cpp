@@ -245,6 +245,16 @@ Result run_module(const Options& o) {
             if (st.anomalies[i])
                 r.counts[std::string("module_") + names[i]] = st.anomalies[i];
         r.counts["module_kcsan_matched"] = st.kcsan_matched;
+        // cross-check: the two sides must agree on how much work passed
+        bool agree = true;
+        if (o.workload == "sq_head" || o.workload == "sqpoll_wakeup")
+            agree = st.ops <= r.ops; // the kernel consumed what we produced
+        else
+            agree = r.ops <= st.ops; // we consumed what the kernel produced
+        if (!agree)
+            r.counts["mismatch"] = 1;
+    } else {
+        r.counts["errors"] = 1;
     }
     r.counts[what] = anomalies;
     return r;

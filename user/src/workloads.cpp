@@ -182,7 +182,7 @@ Result run_cq(const Options& o) {
 }
 
 Result run_read(const Options& o) {
-    Result r = base(o, "liburing");
+    Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
     char path[] = "/tmp/uringrace-read-XXXXXX";
     int fd = mkstemp(path);
     if (fd < 0) {
@@ -202,6 +202,33 @@ Result run_read(const Options& o) {
         io_uring ring{};
         std::mt19937_64 rng(o.seed + t);
         std::vector<std::vector<char>> bufs(8, std::vector<char>(4096));
+        if (o.via == Via::raw) {
+            RawRing raw;
+            if (int e = raw.init(std::max(o.entries, 8u)); e) {
+                err.store(e);
+                return;
+            }
+            while (!budget.over(ops.load(std::memory_order_relaxed))) {
+                for (size_t i = 0; i < bufs.size(); i++) {
+                    io_uring_sqe* sqe = raw.get_sqe();
+                    sqe->opcode = IORING_OP_READ;
+                    sqe->fd = fd;
+                    sqe->addr = reinterpret_cast<uint64_t>(bufs[i].data());
+                    sqe->len = 4096;
+                    sqe->off = (rng() % 256) * 4096;
+                }
+                if (raw.submit_and_wait(bufs.size()) < 0)
+                    break;
+                unsigned got = 0;
+                while (got < bufs.size())
+                    got += raw.reap(bufs.size() - got, [&](const io_uring_cqe& c) {
+                        if (c.res != 4096)
+                            bad.fetch_add(1);
+                    });
+                ops.fetch_add(got, std::memory_order_relaxed);
+            }
+            return;
+        }
         int e = io_uring_queue_init(o.entries, &ring, 0);
         if (e) {
             err.store(e);
@@ -237,9 +264,19 @@ Result run_read(const Options& o) {
 // and the flags load. A watchdog counts submissions not picked up in time,
 // then wakes the thread as a careful application would.
 Result run_sqpoll(const Options& o) {
-    Result r = base(o, "raw");
+    Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
     RawRing ring;
-    int e = ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms);
+    io_uring lu{};
+    int e;
+    if (o.via == Via::raw) {
+        e = ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms);
+    } else {
+        io_uring_params p{};
+        p.flags = IORING_SETUP_SQPOLL;
+        p.sq_thread_idle = o.idle_ms;
+        e = io_uring_queue_init_params(o.entries, &lu, &p);
+        r.fence = "liburing"; // liburing's own io_uring_smp_mb(), not switchable
+    }
     if (e) {
         r.skipped = skip_reason(e, "io_uring_setup(SQPOLL)");
         return r;
@@ -249,32 +286,53 @@ Result run_sqpoll(const Options& o) {
     Watchdog dog{std::chrono::milliseconds(o.watchdog_ms)};
     uint64_t stalls = 0, wakeups = 0, bad = 0;
     auto t0 = clock_type::now();
+    auto wake = [&] {
+        if (o.via == Via::raw)
+            ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
+        else
+            io_uring_enter(lu.ring_fd, 0, 0, IORING_ENTER_SQ_WAKEUP, nullptr);
+    };
     while (!budget.over(r.ops)) {
         // land near the end of sq_thread_idle, when NEED_WAKEUP gets set
         auto idle = std::chrono::microseconds(o.idle_ms * 1000 + (rng() % 200) - 100);
         std::this_thread::sleep_for(std::max(idle, std::chrono::microseconds(0)));
-        io_uring_sqe* sqe = ring.get_sqe();
-        if (!sqe)
-            break;
-        sqe->opcode = IORING_OP_NOP;
-        sqe->user_data = r.ops + 1;
-        ring.flush();
-        sqpoll_tail_to_flags_fence(o.fence);
-        if (ring.sq_needs_wakeup()) {
-            ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
-            wakeups++;
+        if (o.via == Via::raw) {
+            io_uring_sqe* sqe = ring.get_sqe();
+            if (!sqe)
+                break;
+            sqe->opcode = IORING_OP_NOP;
+            sqe->user_data = r.ops + 1;
+            ring.flush();
+            sqpoll_tail_to_flags_fence(o.fence);
+            if (ring.sq_needs_wakeup()) {
+                wake();
+                wakeups++;
+            }
+        } else {
+            io_uring_sqe* sqe = io_uring_get_sqe(&lu);
+            if (!sqe)
+                break;
+            io_uring_prep_nop(sqe);
+            io_uring_submit(&lu); // wakes the SQ thread itself when flagged
         }
         dog.arm(clock_type::now());
         unsigned got = 0;
-        while (!got) {
-            got = ring.reap(1, [&](const io_uring_cqe& c) { bad += c.res != 0; });
+        while (!got && !budget.over(0)) {
+            if (o.via == Via::raw) {
+                got = ring.reap(1, [&](const io_uring_cqe& c) { bad += c.res != 0; });
+            } else {
+                io_uring_cqe* cqe;
+                if (io_uring_peek_cqe(&lu, &cqe) == 0) {
+                    bad += cqe->res != 0;
+                    io_uring_cqe_seen(&lu, cqe);
+                    got = 1;
+                }
+            }
             if (!got && dog.expired(clock_type::now())) {
-                stalls++;
-                ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
+                stalls++; // not picked up in time: wake it as a careful app would
+                wake();
                 dog.arm(clock_type::now());
             }
-            if (g_interrupted.load())
-                break;
         }
         r.ops += got;
     }
@@ -282,6 +340,8 @@ Result run_sqpoll(const Options& o) {
     r.counts["stalls"] = stalls;
     r.counts["wakeups"] = wakeups;
     r.counts["bad_cqe"] = bad;
+    if (o.via == Via::liburing)
+        io_uring_queue_exit(&lu);
     return r;
 }
 

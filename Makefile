@@ -6,7 +6,7 @@ ARCHES ?= x86_64 arm64
 export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT
 URR := python3 scripts/urr
 
-.PHONY: all deps run check kernel bench-pipeline bench-scenarios lint unit clean
+.PHONY: all deps run check kernel bench-pipeline bench-scenarios bench-driver lint unit clean
 
 all: run
 
@@ -27,6 +27,9 @@ bench-pipeline: deps
 
 bench-scenarios: deps
 	@$(URR) bench-scenarios
+
+bench-driver: deps
+	@$(URR) bench-driver
 
 unit:
 	@python3 -m unittest discover -s tests -t . -v

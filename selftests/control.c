@@ -351,6 +351,63 @@ TEST(several_processes_map_and_run_at_once)
 	EXPECT_EQ(0, ur_threads());
 }
 
+static long meminfo_kb(const char *key)
+{
+	char line[128];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			sscanf(line + strlen(key), ": %ld", &v);
+	if (f)
+		fclose(f);
+	return v;
+}
+
+/*
+ * A leak in a run's life cycle (ring, run state, a task reference) would
+ * grow vmalloc or slab use by kilobytes per cycle: 300 cycles make it MBs.
+ */
+TEST(no_leak_over_many_runs)
+{
+	size_t page = sysconf(_SC_PAGESIZE);
+	long vm0 = 0, slab0 = 0, vm1, slab1;
+
+	ASSERT_EQ(0, load_module());
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {	/* the first pass warms caches up */
+			vm0 = meminfo_kb("VmallocUsed");
+			slab0 = meminfo_kb("Slab");
+		}
+		for (int i = 0; i < 150; i++) {
+			struct uringrace_config c = good_config();
+			size_t bytes;
+			int fd = open(URINGRACE_DEV, O_RDWR);
+			void *p;
+
+			ASSERT_LE(0, fd);
+			c.scenario = URINGRACE_SC_SQ_HEAD;
+			c.mode = URINGRACE_MODE_USER;
+			c.entries = 256;
+			c.duration_ms = 1;
+			ASSERT_EQ(0, ioctl(fd, URINGRACE_IOC_CONFIGURE, &c));
+			bytes = (uringrace_ring_bytes(c.entries) + page - 1) & ~(page - 1);
+			p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			ASSERT_NE(MAP_FAILED, p);
+			ASSERT_EQ(0, ioctl(fd, URINGRACE_IOC_START, 0));
+			ASSERT_EQ(0, ioctl(fd, URINGRACE_IOC_STOP, 0));
+			munmap(p, bytes);
+			close(fd);
+		}
+	}
+	vm1 = meminfo_kb("VmallocUsed");
+	slab1 = meminfo_kb("Slab");
+	TH_LOG("150 runs: VmallocUsed %+ld kB, Slab %+ld kB", vm1 - vm0, slab1 - slab0);
+	EXPECT_GT(256, vm1 - vm0);
+	EXPECT_GT(1024, slab1 - slab0);
+}
+
 /* runs last: KCSAN reports in this program's runs that name module code
  * outside the scenarios' own functions would be races in the control code */
 TEST(no_kcsan_report_in_control_code)

@@ -317,6 +317,86 @@ def cmd_bench_scenarios(args):
     return 0
 
 
+BENCH_DRIVER = (
+    ("nop raw", ["nop", "--via", "raw", "--threads", "1", "--duration", "{d}"]),
+    ("nop liburing", ["nop", "--via", "liburing", "--threads", "1", "--duration", "{d}"]),
+    ("sqpoll fence on", ["sqpoll", "--fence", "on", "--duration", "{d}"]),
+    ("sqpoll fence off", ["sqpoll", "--fence", "off", "--duration", "{d}"]),
+    ("module sqpoll_wakeup on", ["sqpoll_wakeup", "--variant", "fixed", "--fence", "on",
+                                 "--duration", "{d}"]),
+    ("module sqpoll_wakeup off", ["sqpoll_wakeup", "--variant", "buggy", "--fence", "off",
+                                  "--duration", "{d}"]),
+    ("litmus on", ["litmus", "--fence", "on", "--duration", "{d}"]),
+    ("litmus off", ["litmus", "--fence", "off", "--duration", "{d}"]),
+)
+
+
+def _bench_driver_rows(where, lines):
+    rows = []
+    for label, r in lines:
+        if r.get("skipped"):
+            rows.append((where, label, r["workload"], "skipped: " + r["skipped"][:60]))
+            continue
+        rate = r["ops"] / r["seconds"] if r["seconds"] else 0
+        extra = "; ".join(f"{k} {v} ({1e6 * v / max(r['ops'], 1):.1f}/M)"
+                          for k, v in r["counts"].items()
+                          if k in ("stalls", "witnesses", "bad_cqe"))
+        rows.append((where, label, r["workload"], f"{r['ops']} ops, {rate:,.0f}/s; {extra}"))
+    return rows
+
+
+def cmd_bench_driver(args):
+    """In one run, on the host and in each guest: NOP round trips raw vs
+    liburing (ratio), SQPOLL and module sqpoll_wakeup stalls per million with
+    and without the fence, litmus witnesses per million with and without."""
+    import subprocess
+    secs = os.environ.get("BENCH_SECONDS") or "3"
+    rd = _run_dir(args, "bench-driver")
+    out = os.path.join(cache_dir(), "work", "host-user")
+    subprocess.run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}",
+                    os.path.join(out, "uringrace")], check=True)
+    drv = os.path.join(out, "uringrace")
+    host = []
+    for label, argv in BENCH_DRIVER:
+        if argv[0] == "sqpoll_wakeup":
+            continue  # needs the module: guests only
+        _, got = _driver_json(drv, [a.format(d=secs) for a in argv])
+        host += [(label, r) for r in got]
+    results = {"host": host}
+    for arch in args.arch:
+        rec, kinfo, work, files, tests = guest_parts(args, arch)
+        script = "insmod /lib/modules/uringrace.ko; " + "; ".join(
+            "echo '## " + label + "'; /usr/bin/uringrace " +
+            " ".join(a.format(d=secs) for a in argv) + " --json"
+            for label, argv in BENCH_DRIVER) + "; true"
+        rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
+                        cmd=script)
+        got, label = [], None
+        with open(os.path.join(rd, arch, "ktap.txt"), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("## "):
+                    label = line[3:].strip()
+                elif line.startswith("{") and label:
+                    got.append((label, json.loads(line)))
+        results[arch] = got
+        if rep["boot"]["outcome"] != "pass":
+            print(f"{arch}: guest {rep['boot']['outcome']}: {rep['boot']['reason']}")
+    rows = []
+    for where, lines in results.items():
+        rows += _bench_driver_rows(where, lines)
+        nop = {lab: r for lab, r in lines if lab.startswith("nop") and not r.get("skipped")}
+        if len(nop) == 2:
+            raw, lib = nop["nop raw"], nop["nop liburing"]
+            ratio = (raw["ops"] / raw["seconds"]) / max(lib["ops"] / lib["seconds"], 1e-9)
+            rows.append((where, "nop raw/liburing", "", f"ratio {ratio:.2f} (goal >= 1)"))
+    for row in rows:
+        print(f"{row[0]:8} {row[1]:26} {row[2]:22} {row[3]}")
+    with open(os.path.join(rd, "bench-driver.json"), "w", encoding="utf-8") as f:
+        json.dump({k: [[lab, r] for lab, r in v] for k, v in results.items()}, f, indent=1)
+    print(f"artifacts: {rd}")
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
     p.add_argument("--ksrc", default=os.environ.get("KSRC") or None,
@@ -331,6 +411,8 @@ def parser():
     k.set_defaults(func=cmd_kernel)
     r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
     r.set_defaults(func=cmd_run)
+    bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
+    bd.set_defaults(func=cmd_bench_driver)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")
     bs.set_defaults(func=cmd_bench_scenarios)
     b = sub.add_parser("bench-pipeline", help="pipeline timings per arch (COLD=1: real cold build)")

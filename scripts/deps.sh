@@ -24,40 +24,38 @@ for p in "${PKGS[@]}"; do
 done
 bb="$CACHE/deb/arm64/bin/busybox"
 
-if [ ${#missing[@]} -eq 0 ] && [ $have_arm64 -eq 1 ] && [ -x "$bb" ]; then
-	echo "deps: all packages present"
-	exit 0
-fi
-
-if [ "$(id -u)" -ne 0 ]; then
-	echo "deps: missing packages and not root. As root, run:" >&2
-	[ $have_arm64 -eq 1 ] || echo "  dpkg --add-architecture arm64 && apt-get update" >&2
-	[ ${#missing[@]} -eq 0 ] ||
-		echo "  apt-get install -y --no-install-recommends ${missing[*]}" >&2
-	[ -x "$bb" ] || echo "  then, as you: make deps (fetches an arm64 busybox into $CACHE)" >&2
-	exit 1
-fi
-
-export DEBIAN_FRONTEND=noninteractive
-if [ $have_arm64 -eq 0 ]; then
-	dpkg --add-architecture arm64
-fi
-if [ ${#missing[@]} -gt 0 ] || [ $have_arm64 -eq 0 ] || [ ! -x "$bb" ]; then
+if [ ${#missing[@]} -gt 0 ] || [ $have_arm64 -eq 0 ]; then
+	if [ "$(id -u)" -ne 0 ]; then
+		echo "deps: missing packages and not root. As root, run:" >&2
+		[ $have_arm64 -eq 1 ] || echo "  dpkg --add-architecture arm64 && apt-get update" >&2
+		[ ${#missing[@]} -eq 0 ] ||
+			echo "  apt-get install -y --no-install-recommends ${missing[*]}" >&2
+		echo "then run this again as yourself." >&2
+		exit 1
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	[ $have_arm64 -eq 1 ] || dpkg --add-architecture arm64
 	echo "deps: apt-get update"
 	apt-get update -q >/dev/null
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "deps: installing ${missing[*]}"
+		apt-get install -y -q --no-install-recommends "${missing[@]}"
+	fi
 fi
-if [ ${#missing[@]} -gt 0 ]; then
-	echo "deps: installing ${missing[*]}"
-	apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+
+# An arm64 busybox for the arm64 guest: downloaded, not installed (it would
+# replace the amd64 one). Needs no root.
 if [ ! -x "$bb" ]; then
 	tmp=$(mktemp -d)
-	chmod 755 "$tmp" # apt downloads as _apt
-	(cd "$tmp" && apt-get download -q busybox-static:arm64)
+	chmod 755 "$tmp" # apt downloads as _apt when root
+	if ! (cd "$tmp" && apt-get download -q busybox-static:arm64); then
+		echo "deps: cannot download busybox-static:arm64 (as root: apt-get update)" >&2
+		exit 1
+	fi
 	mkdir -p "$CACHE/deb/arm64"
 	dpkg -x "$tmp"/busybox-static_*_arm64.deb "$CACHE/deb/arm64"
 	rm -rf "$tmp"
 	test -x "$bb"
 	echo "deps: arm64 busybox at $bb"
 fi
-echo "deps: done"
+echo "deps: ready"

@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.." || exit 2
 CACHE=${URINGRACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/uringrace}
 rc=0
 
-cp=$(find "$CACHE/src" -maxdepth 3 -path '*/scripts/checkpatch.pl' 2>/dev/null | sort | tail -n 1)
+cp=$(find "$CACHE/src" -maxdepth 3 -path '*linux-source-6.12*/scripts/checkpatch.pl' \
+	2>/dev/null | sort | tail -n 1)
+[ -n "$cp" ] || cp=$(find "$CACHE/src" -maxdepth 3 -path '*/scripts/checkpatch.pl' \
+	2>/dev/null | sort | tail -n 1)
 if [ -z "$cp" ]; then
 	echo "lint: no kernel tree in $CACHE/src for checkpatch.pl (run make kernel)" >&2
 	rc=1

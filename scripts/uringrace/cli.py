@@ -176,6 +176,12 @@ def cmd_check(args):
     tally = Tally()
     _host_step(tally, "host: parser, classifier, config and cpio unit tests",
                ["python3", "-m", "unittest", "discover", "-s", "tests", "-t", "."])
+    # checkpatch.pl comes from the kernel tree: have it extracted first (on a
+    # fresh machine nothing else has done so yet)
+    try:
+        tree.resolve(args.ksrc, args.kver)
+    except PipelineError as exc:
+        tally.add("host: kernel tree for checkpatch", False, str(exc))
     _host_step(tally, "host: lint (checkpatch, clang-format, shellcheck)",
                ["bash", "scripts/lint.sh"])
     host_leg(tally, os.path.join(cache_dir(), "work"))

@@ -1,7 +1,8 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 # Description: the driver's real io_uring storms on the running kernel, raw
-# path and liburing: NOP, read, IOSQE_ASYNC (io-wq) and SQPOLL with the fence.
+# path and liburing: NOP, read, IOSQE_ASYNC (io-wq), SQPOLL with the fence,
+# and one CQ reaped by three threads.
 # Each must complete work with no bad completion, no error and, for SQPOLL
 # with the fence, no stalled submission. KTAP on stdout; 0 pass, 1 fail, 4 skip.
 
@@ -15,7 +16,7 @@ if [ ! -x "$DRV" ]; then
 fi
 set -- "nop --via raw" "nop --via liburing" "read --via raw" "read --via liburing" \
 	"iowq --via raw --threads 4" "iowq --via liburing --threads 4" \
-	"sqpoll --via raw --fence on" "sqpoll --via liburing"
+	"sqpoll --via raw --fence on" "sqpoll --via liburing" "cq --threads 3"
 echo "1..$#"
 n=0
 rc=0
@@ -29,7 +30,7 @@ for args in "$@"; do
 	echo "# $out"
 	ops=$(echo "$out" | sed -n 's/.*"ops":\([0-9]*\).*/\1/p')
 	bad=$(echo "$out" | sed -n 's/.*"counts":{\(.*\)}}.*/\1/p' | tr ',' '\n' |
-		grep -e bad_cqe -e short_reads -e stalls -e errors | sed 's/.*://' |
+		grep -e bad_cqe -e short_reads -e stalls -e errors -e duplicate_cqe -e lost_cqe | sed 's/.*://' |
 		awk '{ s += $1 } END { print s + 0 }')
 	if [ $drc -eq 4 ]; then
 		echo "ok $n $name # SKIP $(echo "$out" | sed -n 's/.*"skipped":"\([^"]*\)".*/\1/p')"

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <liburing.h>
+#include <mutex>
 #include <pthread.h>
 #include <random>
 #include <sched.h>
@@ -177,8 +178,72 @@ Result run_nop(const Options& o) {
 Result run_iowq(const Options& o) {
     return nop_storm(o, IOSQE_ASYNC, true);
 }
+// One ring, one submitter, o.threads reapers sharing its CQ (under a mutex,
+// as applications do): the kernel keeps reading the CQ head that several user
+// threads move. Every user_data must come back exactly once.
 Result run_cq(const Options& o) {
-    return nop_storm(o, 0, false);
+    Result r = base(o, "raw");
+    RawRing ring;
+    if (int e = ring.init(o.entries); e) {
+        r.skipped = skip_reason(e, "io_uring_setup");
+        return r;
+    }
+    const uint64_t cq_cap = 2 * o.entries; // the kernel's default CQ size
+    constexpr uint64_t window = 1 << 16;   // user_data values tracked at once
+    std::atomic<uint64_t> submitted{0}, reaped{0}, dup{0};
+    std::atomic<bool> done{false};
+    std::vector<uint8_t> seen(window);
+    std::mutex cq_lock;
+    Budget budget(o);
+    auto t0 = clock_type::now();
+    run_threads(o.threads + 1, o.pin, [&](unsigned t) {
+        if (t == 0) { // the submitter
+            uint64_t next = 0;
+            while (!budget.over(reaped.load(std::memory_order_relaxed))) {
+                unsigned n = 0;
+                while (n < 16 && next - reaped.load(std::memory_order_acquire) + 16 <= cq_cap) {
+                    io_uring_sqe* sqe = ring.get_sqe();
+                    if (!sqe)
+                        break;
+                    sqe->opcode = IORING_OP_NOP;
+                    sqe->user_data = ++next;
+                    n++;
+                }
+                if (n && ring.submit_and_wait(0) < 0)
+                    break;
+                submitted.store(next, std::memory_order_release);
+                if (!n)
+                    std::this_thread::yield();
+            }
+            done.store(true, std::memory_order_release);
+            return;
+        }
+        for (;;) { // a reaper
+            bool finished = done.load(std::memory_order_acquire);
+            unsigned got;
+            {
+                std::lock_guard<std::mutex> g(cq_lock);
+                got = ring.reap(16, [&](const io_uring_cqe& c) {
+                    // the slot's parity flips once per pass of the window
+                    uint8_t& s = seen[c.user_data % window];
+                    if (s != ((c.user_data - 1) / window) % 2)
+                        dup.fetch_add(1, std::memory_order_relaxed);
+                    s ^= 1;
+                });
+            }
+            reaped.fetch_add(got, std::memory_order_release);
+            if (!got) {
+                if (finished && reaped.load() >= submitted.load())
+                    return;
+                std::this_thread::yield();
+            }
+        }
+    });
+    r.seconds = since(t0);
+    r.ops = reaped.load();
+    r.counts["duplicate_cqe"] = dup.load();
+    r.counts["lost_cqe"] = submitted.load() - reaped.load();
+    return r;
 }
 
 Result run_read(const Options& o) {

@@ -142,6 +142,17 @@ TEST(HostIoUring, ReadAndIowqStormsComplete) {
     EXPECT_EQ(0u, wq.counts["bad_cqe"]);
 }
 
+TEST(HostIoUring, SharedCqReapersSeeEveryCompletionOnce) {
+    Options o = brief("cq");
+    o.threads = 3;
+    Result r = run_cq(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.ops);
+    EXPECT_EQ(0u, r.counts["duplicate_cqe"]);
+    EXPECT_EQ(0u, r.counts["lost_cqe"]);
+}
+
 TEST(HostIoUring, SqpollWithTheFenceNeverStalls) {
     Options o = brief("sqpoll");
     o.duration_s = 0.5;

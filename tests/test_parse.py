@@ -70,6 +70,11 @@ class X86Reports(unittest.TestCase):
 
     def test_other_subsystems_are_reports_too(self):
         titles = {r["title"] for r in self.con["reports"]}
+        scopes = {report.scope(r) for r in self.con["reports"]
+                  if "hrtimer" in r["title"] or "virtqueue" in r["title"]}
+        self.assertEqual(scopes, {"other"})
+        self.assertTrue(all(report.scope(r) == "uringrace" for r in self.con["reports"]
+                            if "ur_" in r["title"]))
         self.assertIn("data-race in __hrtimer_run_queues / hrtimer_active", titles)
         self.assertEqual(len(self.con["reports"]), 18)
         self.assertEqual(self.con["init_time"], 4.561501)

@@ -7,11 +7,25 @@ import os
 from . import parse
 
 
+def scope(rep):
+    """Where a report belongs: 'uringrace' (the module's scenarios),
+    'io_uring' (io_uring or io-wq code in a title function or a stack's top
+    frames), or 'other' (other subsystems: counted and listed apart)."""
+    frames = [f for a in rep["accesses"] for f in a["stack"][:4]]
+    if any(f.get("module") == "uringrace" for f in frames) or "[uringrace]" in rep["title"]:
+        return "uringrace"
+    names = rep["functions"] + [f["fn"] for f in frames]
+    if any(n.startswith(("io_", "__io_")) for n in names):
+        return "io_uring"
+    return "other"
+
+
 def kcsan_groups(reports):
     """Group reports by title: count, first time, tests charged."""
     groups = collections.OrderedDict()
     for r in reports:
-        g = groups.setdefault(r["title"], {"title": r["title"], "count": 0, "first": r["time"],
+        g = groups.setdefault(r["title"], {"title": r["title"], "scope": scope(r),
+                                           "count": 0, "first": r["time"],
                                            "tests": collections.Counter(),
                                            "reordered": False, "unknown_origin": False})
         g["count"] += 1
@@ -72,7 +86,7 @@ def render(rep):
             tags = [t for t, on in (("reordered", g["reordered"]),
                                     ("unknown origin", g["unknown_origin"])) if on]
             where = ", ".join(f"{t}:{n}" for t, n in g["tests"].items())
-            out.append(f"     {g['count']:4}x  {g['title']}"
+            out.append(f"     {g['count']:4}x  [{g['scope']}] {g['title']}"
                        f"{'  [' + ', '.join(tags) + ']' if tags else ''}  (first at "
                        f"{g['first']} s; {where})")
     return "\n".join(out)

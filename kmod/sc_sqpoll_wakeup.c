@@ -130,6 +130,8 @@ static int ur_sq_app_submit_wakeup(void *arg)
 			since = ktime_get_ns();
 		}
 	}
+	/* the SQ thread may be asleep past the deadline: let it see the end */
+	wake_up(&run->wq);
 	return 0;
 }
 

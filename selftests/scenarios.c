@@ -261,6 +261,9 @@ TEST_F_TIMEOUT(scenario, verdict, 120)
 		detected = kcsan_det ? (self->probe ? st.kcsan_matched > 0 : kmsg_n > 0) : an > 0;
 		if (detected && !first)
 			first = now_s() - t0;
+		/* a run that outlives its duration has a thread stuck */
+		ASSERT_LT(now_s() - t0, vd.seconds + 15.0)
+			TH_LOG("still running %.0f s after its %d s", now_s() - t0, vd.seconds);
 		/* a buggy run may end at its first detection; a clean one runs out */
 	} while (st.running && !(detected && !strcmp(vd.expect, "detected")));
 	ASSERT_EQ(0, ioctl(self->fd, URINGRACE_IOC_STOP, 0));

@@ -116,3 +116,36 @@ class SavedOutcomes(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Real61IoWq(unittest.TestCase):
+    """Debian 6.1 under the driver's io-wq storm: the seed 004 race on real
+    code (worker->flags, plain |=/&= vs test), with 6.1's report format."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.con = parse.parse_console(log("x86_64-6.1-real-iowq.console"))
+
+    def test_the_seed_race_is_found_in_io_wq(self):
+        reps = [r for r in self.con["reports"]
+                if r["functions"] == ["io_worker_handle_work", "io_wqe_activate_free_worker"]]
+        self.assertEqual(len(reps), 4)
+        rep = reps[0]
+        self.assertEqual(report.scope(rep), "io_uring")
+        self.assertEqual(rep["test"], "real_uring.sh/iowq_via_raw_threads_4")
+        rd, wr = rep["accesses"]
+        self.assertEqual((rd["type"], rd["size"], rd["task"], rd["cpu"]), ("read", 4, 770, 1))
+        self.assertEqual((wr["type"], wr["size"], wr["task"], wr["cpu"]), ("write", 4, 792, 0))
+        self.assertEqual(rd["addr"], wr["addr"])
+        self.assertEqual(rd["stack"][0]["fn"], "io_wqe_activate_free_worker")
+        self.assertEqual(wr["stack"][:2], [
+            {"fn": "io_worker_handle_work", "off": "0x983", "len": "0xc10", "module": None},
+            {"fn": "io_wqe_worker", "off": "0x5ce", "len": "0x910", "module": None}])
+        self.assertEqual(rep["reporter"], {"cpu": 0, "pid": 792, "comm": "iou-wrk-770"})
+
+    def test_groups_split_module_io_uring_and_other(self):
+        groups = report.kcsan_groups(self.con["reports"])
+        by_scope = {}
+        for g in groups:
+            by_scope[g["scope"]] = by_scope.get(g["scope"], 0) + g["count"]
+        self.assertEqual(by_scope, {"uringrace": 5, "io_uring": 29, "other": 1})

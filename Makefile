@@ -6,7 +6,7 @@ ARCHES ?= x86_64 arm64
 export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT
 URR := python3 scripts/urr
 
-.PHONY: all deps run check kernel bench-pipeline bench-scenarios bench-driver lint unit clean
+.PHONY: all deps run check kernel bench-pipeline bench-scenarios bench-driver compare lint unit clean
 
 all: run
 
@@ -30,6 +30,10 @@ bench-scenarios: deps
 
 bench-driver: deps
 	@$(URR) bench-driver
+
+# KSRC_A/KSRC_B (or KVER_A/KVER_B, default 6.1 vs 6.12), STORM_SECONDS
+compare: deps
+	@$(URR) compare
 
 unit:
 	@python3 -m unittest discover -s tests -t . -v

@@ -403,6 +403,81 @@ def cmd_bench_driver(args):
     return 0
 
 
+COMPARE_STORMS = ("iowq --via raw --threads 4", "iowq --via liburing --threads 4",
+                  "sqpoll --via raw --fence on", "read --via raw", "nop --via raw",
+                  "cq --threads 3")
+
+
+def _compare_side(args, label, ksrc, kver, arch, rd, secs):
+    """Boot one tree's guest running only the real io_uring storms (io-wq
+    first); return {workload: {title: {count, first_s}}} and throughput."""
+    import argparse
+    sub = argparse.Namespace(**{**vars(args), "ksrc": ksrc, "kver": kver})
+    rec, kinfo, work, files, tests = guest_parts(sub, arch)
+    storms = "; ".join(
+        f"echo 'uringrace: subtest-start {s.split()[0]}_{i}' > /dev/kmsg; "
+        f"echo '## {s}'; /usr/bin/uringrace {s} --duration {secs} --json"
+        for i, s in enumerate(COMPARE_STORMS))
+    outdir = os.path.join(rd, f"{arch}-{label}")
+    rep = boot_once(sub, rec, kinfo, work, files, tests, outdir, cmd=storms + "; true")
+    per, thr = {}, {}
+    init = rep["init_time"] or 0
+    for r in rep["reports"]:
+        wl = r["test"].split("/", 1)[-1]
+        g = per.setdefault(wl, {}).setdefault(r["title"], {
+            "count": 0, "first_s": round(r["time"] - init, 1), "scope": report.scope(r)})
+        g["count"] += 1
+    label_now = None
+    with open(os.path.join(outdir, "ktap.txt"), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("## "):
+                label_now = line[3:].strip()
+            elif line.startswith("{") and label_now:
+                j = json.loads(line)
+                thr[label_now] = round(j["ops"] / j["seconds"]) if j.get("seconds") else 0
+    return {"tree": kinfo.get("identity"), "version": kinfo.get("version"),
+            "outcome": rep["boot"]["outcome"], "reports": per, "ops_per_s": thr}
+
+
+def cmd_compare(args):
+    """Run the same real io_uring storms on tree A and tree B (default Debian
+    6.1 and 6.12; KSRC_A/KSRC_B for a patch before and after) and print, per
+    workload, KCSAN reports by title side by side; call out races present in
+    A and gone in B, and races new in B."""
+    secs = os.environ.get("STORM_SECONDS") or "8"
+    sides = {"A": (os.environ.get("KSRC_A") or None, os.environ.get("KVER_A") or "6.1"),
+             "B": (os.environ.get("KSRC_B") or None, os.environ.get("KVER_B") or "6.12")}
+    rd = _run_dir(args, "compare")
+    result = {}
+    for arch in args.arch:
+        res = {lab: _compare_side(args, lab, ks, kv, arch, rd, secs)
+               for lab, (ks, kv) in sides.items()}
+        result[arch] = res
+        a, b = res["A"], res["B"]
+        print(f"== {arch}: A = {a['tree']} ({a['outcome']}), B = {b['tree']} ({b['outcome']})")
+        wls = sorted(set(a["reports"]) | set(b["reports"]))
+        for wl in wls:
+            ta, tb = a["reports"].get(wl, {}), b["reports"].get(wl, {})
+            for title in sorted(set(ta) | set(tb)):
+                ga, gb = ta.get(title), tb.get(title)
+                scope = (ga or gb)["scope"]
+                fa = f"{ga['count']}x @{ga['first_s']}s" if ga else "-"
+                fb = f"{gb['count']}x @{gb['first_s']}s" if gb else "-"
+                note = ""
+                if scope == "io_uring" and ga and not gb:
+                    note = "  <== in A, gone in B"
+                elif scope == "io_uring" and gb and not ga:
+                    note = "  <== NEW in B"
+                print(f"   {wl:22} [{scope:8}] {title[:70]:70} A {fa:14} B {fb:14}{note}")
+        for s in COMPARE_STORMS:
+            print(f"   throughput {s:34} A {a['ops_per_s'].get(s, '-'):>10}/s   "
+                  f"B {b['ops_per_s'].get(s, '-'):>10}/s")
+    with open(os.path.join(rd, "compare.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1)
+    print(f"artifacts: {rd}")
+    return 0
+
+
 def parser():
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
     p.add_argument("--ksrc", default=os.environ.get("KSRC") or None,
@@ -417,6 +492,8 @@ def parser():
     k.set_defaults(func=cmd_kernel)
     r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
     r.set_defaults(func=cmd_run)
+    cp = sub.add_parser("compare", help="the same storms on two trees, side by side")
+    cp.set_defaults(func=cmd_compare)
     bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
     bd.set_defaults(func=cmd_bench_driver)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")

@@ -16,7 +16,8 @@ if [ ! -x "$DRV" ]; then
 fi
 set -- "nop --via raw" "nop --via liburing" "read --via raw" "read --via liburing" \
 	"iowq --via raw --threads 4" "iowq --via liburing --threads 4" \
-	"sqpoll --via raw --fence on" "sqpoll --via liburing" "cq --threads 3"
+	"sqpoll --via raw --fence on" "sqpoll --via liburing" "cq --threads 3 --via raw" \
+	"cq --threads 3 --via liburing"
 echo "1..$#"
 n=0
 rc=0

@@ -182,9 +182,11 @@ Result run_iowq(const Options& o) {
 // as applications do): the kernel keeps reading the CQ head that several user
 // threads move. Every user_data must come back exactly once.
 Result run_cq(const Options& o) {
-    Result r = base(o, "raw");
+    Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
     RawRing ring;
-    if (int e = ring.init(o.entries); e) {
+    io_uring lu{};
+    const bool raw = o.via == Via::raw;
+    if (int e = raw ? ring.init(o.entries) : io_uring_queue_init(o.entries, &lu, 0); e) {
         r.skipped = skip_reason(e, "io_uring_setup");
         return r;
     }
@@ -202,14 +204,17 @@ Result run_cq(const Options& o) {
             while (!budget.over(reaped.load(std::memory_order_relaxed))) {
                 unsigned n = 0;
                 while (n < 16 && next - reaped.load(std::memory_order_acquire) + 16 <= cq_cap) {
-                    io_uring_sqe* sqe = ring.get_sqe();
+                    io_uring_sqe* sqe = raw ? ring.get_sqe() : io_uring_get_sqe(&lu);
                     if (!sqe)
                         break;
-                    sqe->opcode = IORING_OP_NOP;
+                    if (raw)
+                        sqe->opcode = IORING_OP_NOP;
+                    else
+                        io_uring_prep_nop(sqe);
                     sqe->user_data = ++next;
                     n++;
                 }
-                if (n && ring.submit_and_wait(0) < 0)
+                if (n && (raw ? ring.submit_and_wait(0) : io_uring_submit(&lu)) < 0)
                     break;
                 submitted.store(next, std::memory_order_release);
                 if (!n)
@@ -218,18 +223,30 @@ Result run_cq(const Options& o) {
             done.store(true, std::memory_order_release);
             return;
         }
+        auto check = [&](uint64_t user_data) {
+            // the slot's parity flips once per pass of the window
+            uint8_t& slot = seen[user_data % window];
+            if (slot != ((user_data - 1) / window) % 2)
+                dup.fetch_add(1, std::memory_order_relaxed);
+            slot ^= 1;
+        };
         for (;;) { // a reaper
             bool finished = done.load(std::memory_order_acquire);
-            unsigned got;
+            unsigned got = 0;
             {
                 std::lock_guard<std::mutex> g(cq_lock);
-                got = ring.reap(16, [&](const io_uring_cqe& c) {
-                    // the slot's parity flips once per pass of the window
-                    uint8_t& s = seen[c.user_data % window];
-                    if (s != ((c.user_data - 1) / window) % 2)
-                        dup.fetch_add(1, std::memory_order_relaxed);
-                    s ^= 1;
-                });
+                if (raw) {
+                    got = ring.reap(16, [&](const io_uring_cqe& c) { check(c.user_data); });
+                } else {
+                    unsigned head;
+                    io_uring_cqe* cqe;
+                    io_uring_for_each_cqe(&lu, head, cqe) {
+                        check(cqe->user_data);
+                        if (++got == 16)
+                            break;
+                    }
+                    io_uring_cq_advance(&lu, got);
+                }
             }
             reaped.fetch_add(got, std::memory_order_release);
             if (!got) {
@@ -243,6 +260,8 @@ Result run_cq(const Options& o) {
     r.ops = reaped.load();
     r.counts["duplicate_cqe"] = dup.load();
     r.counts["lost_cqe"] = submitted.load() - reaped.load();
+    if (!raw)
+        io_uring_queue_exit(&lu);
     return r;
 }
 

@@ -140,6 +140,23 @@ int ur_ring_setup(struct ur_run *run)
 	return 0;
 }
 
+/*
+ * The shape most scenarios share: the ring, the kernel side's thread and, in
+ * MODE_KTHREAD, a thread playing the application; both get arg.
+ */
+int ur_start_pair(struct ur_run *run, int (*kernel_fn)(void *), const char *kernel_role,
+		  int (*app_fn)(void *), const char *app_role, void *arg)
+{
+	int ret = ur_ring_setup(run);
+
+	if (ret)
+		return ret;
+	ret = ur_spawn(run, kernel_fn, arg, kernel_role);
+	if (ret || run->cfg.mode != URINGRACE_MODE_KTHREAD)
+		return ret;
+	return ur_spawn(run, app_fn, arg, app_role);
+}
+
 /* ---- runs ---- */
 
 static void ur_run_stop(struct ur_run_box *box)

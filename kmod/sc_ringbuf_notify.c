@@ -24,22 +24,13 @@
  */
 #include <linux/delay.h>
 #include <linux/random.h>
-#include <linux/slab.h>
 
 #include "ur_internal.h"
-
-/* notifications and decisions live in the ring header, where user space
- * playing the consumer (MODE_USER) sees them too
- */
-struct ur_ringbuf {
-	struct ur_run *run;
-};
 
 /* bpf_ringbuf_commit(): publish the record, maybe notify */
 static int ur_bpf_ringbuf_commit(void *arg)
 {
-	struct ur_ringbuf *rb = arg;
-	struct ur_run *run = rb->run;
+	struct ur_run *run = arg;
 	struct uringrace_ring_hdr *r = run->ring;
 	struct uringrace_entry *recs = ur_entries(r);
 	const u32 mask = run->cfg.entries - 1;
@@ -85,8 +76,7 @@ static int ur_bpf_ringbuf_commit(void *arg)
 /* the consumer: drain, publish position, re-check, wait (edge-triggered) */
 static int ur_ringbuf_consume(void *arg)
 {
-	struct ur_ringbuf *rb = arg;
-	struct ur_run *run = rb->run;
+	struct ur_run *run = arg;
 	struct uringrace_ring_hdr *r = run->ring;
 	struct uringrace_entry *recs = ur_entries(r);
 	const u32 mask = run->cfg.entries - 1;
@@ -133,25 +123,8 @@ static int ur_ringbuf_consume(void *arg)
 
 static int ur_ringbuf_start(struct ur_run *run)
 {
-	struct ur_ringbuf *rb;
-	int ret = ur_ring_setup(run);
-
-	if (ret)
-		return ret;
-	rb = kzalloc(sizeof(*rb), GFP_KERNEL);
-	if (!rb)
-		return -ENOMEM;
-	rb->run = run;
-	run->priv = rb;
-	ret = ur_spawn(run, ur_bpf_ringbuf_commit, rb, "producer");
-	if (ret || run->cfg.mode != URINGRACE_MODE_KTHREAD)
-		return ret;
-	return ur_spawn(run, ur_ringbuf_consume, rb, "consumer");
-}
-
-static void ur_ringbuf_cleanup(struct ur_run *run)
-{
-	kfree(run->priv);
+	return ur_start_pair(run, ur_bpf_ringbuf_commit, "producer", ur_ringbuf_consume,
+			     "consumer", run);
 }
 
 static const char *const ur_ringbuf_funcs[] = {
@@ -163,5 +136,4 @@ const struct ur_scenario ur_sc_ringbuf_notify = {
 	.funcs = ur_ringbuf_funcs,
 	.modes = BIT(URINGRACE_MODE_KTHREAD) | BIT(URINGRACE_MODE_USER),
 	.start = ur_ringbuf_start,
-	.cleanup = ur_ringbuf_cleanup,
 };

@@ -100,14 +100,7 @@ static int ur_sq_app_submit(void *arg)
 
 static int ur_sq_head_start(struct ur_run *run)
 {
-	int ret = ur_ring_setup(run);
-
-	if (ret)
-		return ret;
-	ret = ur_spawn(run, ur_io_sq_thread, run, "sqthread");
-	if (ret || run->cfg.mode != URINGRACE_MODE_KTHREAD)
-		return ret;
-	return ur_spawn(run, ur_sq_app_submit, run, "app");
+	return ur_start_pair(run, ur_io_sq_thread, "sqthread", ur_sq_app_submit, "app", run);
 }
 
 static const char *const ur_sq_head_funcs[] = {

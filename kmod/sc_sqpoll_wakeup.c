@@ -137,20 +137,14 @@ static int ur_sq_app_submit_wakeup(void *arg)
 
 static int ur_sqpoll_start(struct ur_run *run)
 {
-	struct ur_sqpoll *sq;
-	int ret = ur_ring_setup(run);
+	struct ur_sqpoll *sq = kzalloc(sizeof(*sq), GFP_KERNEL);
 
-	if (ret)
-		return ret;
-	sq = kzalloc(sizeof(*sq), GFP_KERNEL);
 	if (!sq)
 		return -ENOMEM;
 	sq->run = run;
 	run->priv = sq;
-	ret = ur_spawn(run, ur_io_sq_thread_wait, sq, "sqthread");
-	if (ret || run->cfg.mode != URINGRACE_MODE_KTHREAD)
-		return ret;
-	return ur_spawn(run, ur_sq_app_submit_wakeup, sq, "app");
+	return ur_start_pair(run, ur_io_sq_thread_wait, "sqthread",
+			     ur_sq_app_submit_wakeup, "app", sq);
 }
 
 static void ur_sqpoll_cleanup(struct ur_run *run)

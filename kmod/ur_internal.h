@@ -55,6 +55,8 @@ struct ur_run {
 
 /* The ring a scenario works on: the mmap'ed one, or one of its own. */
 int ur_ring_setup(struct ur_run *run);
+int ur_start_pair(struct ur_run *run, int (*kernel_fn)(void *), const char *kernel_role,
+		  int (*app_fn)(void *), const char *app_role, void *arg);
 
 static inline struct uringrace_entry *ur_entries(struct uringrace_ring_hdr *r)
 {

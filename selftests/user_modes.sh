@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 # Description: the module's scenarios with user space as the application
 # (the C++ driver on the mmap'ed ring; cq_tail also posted from a kthread in
-# our mm). Fixed variants with the fence: zero anomalies while doing work.
+# our mm), and the store-buffering protocols' litmus forms on the guest's
+# CPUs. Fixed variants with the fence: zero anomalies while doing work.
 # Buggy variants without it: what verdicts.txt expects here, with the rate.
 # KTAP on stdout; exit 0 pass, 1 fail, 4 skip.
 
@@ -44,8 +45,9 @@ if [ ! -e /dev/uringrace ] && ! insmod "$KO"; then
 	exit 4
 fi
 
-CASES="sq_head:user cq_tail:user cq_tail:user_mm sqpoll_wakeup:user ringbuf_notify:user"
-echo "1..10"
+CASES="sq_head:user cq_tail:user cq_tail:user_mm sqpoll_wakeup:user ringbuf_notify:user
+	sqpoll_wakeup:litmus ringbuf_notify:litmus"
+echo "1..14"
 n=0
 rc=0
 for c in $CASES; do
@@ -65,12 +67,20 @@ for c in $CASES; do
 			continue
 		fi
 		echo "uringrace: subtest-start $name" > /dev/kmsg
-		out=$("$DRV" "$sc" --variant $var --fence $fence --mode "$mode" \
-			--duration "$secs" --entries 8 --json)
-		drc=$?
+		if [ "$mode" = litmus ]; then
+			# the store-buffering form on the guest's CPUs, no module
+			out=$("$DRV" litmus --fence $fence --ops 8000000 --duration "$secs" \
+				--json | grep "\"litmus:$sc\"")
+			drc=$?
+			mops=1
+		else
+			out=$("$DRV" "$sc" --variant $var --fence $fence --mode "$mode" \
+				--duration "$secs" --entries 8 --json)
+			drc=$?
+			mops=$(echo "$out" | field module_ops)
+		fi
 		echo "# $out"
 		ops=$(echo "$out" | field ops)
-		mops=$(echo "$out" | field module_ops)
 		an=$(echo "$out" | anomalies)
 		if [ $drc -ne 0 ] || [ -z "$ops" ]; then
 			echo "not ok $n $name # driver exit $drc"

@@ -69,8 +69,8 @@ for c in $CASES; do
 		echo "uringrace: subtest-start $name" > /dev/kmsg
 		if [ "$mode" = litmus ]; then
 			# the store-buffering form on the guest's CPUs, no module
-			out=$("$DRV" litmus --fence $fence --ops 8000000 --duration "$secs" \
-				--json | grep "\"litmus:$sc\"")
+			out=$("$DRV" litmus --protocol "$sc" --fence $fence --ops 8000000 \
+				--duration "$secs" --json)
 			drc=$?
 			mops=1
 		else

@@ -54,8 +54,9 @@ int main(int argc, char** argv) {
     else if (o.workload == "cq")
         results.push_back(run_cq(o));
     else if (o.workload == "litmus") {
-        results.push_back(run_litmus(o, "sqpoll_wakeup"));
-        results.push_back(run_litmus(o, "ringbuf_notify"));
+        for (const char* p : {"sqpoll_wakeup", "ringbuf_notify"})
+            if (o.protocol == "both" || o.protocol == p)
+                results.push_back(run_litmus(o, p));
     } else
         results.push_back(run_module(o));
 

@@ -38,6 +38,7 @@ std::string usage() {
          "  --via raw|liburing   real io_uring path (default raw)\n"
          "  --variant buggy|fixed  module workloads: the kernel side\n"
          "  --mode user|user_mm    module cq_tail: who posts\n"
+         "  --protocol P     litmus: sqpoll_wakeup, ringbuf_notify or both (default)\n"
          "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
          "  --json           JSON lines\n"
@@ -120,6 +121,9 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
         } else if (a == "--mode") {
             ok = v == "user" || v == "user_mm";
             o.mode = v;
+        } else if (a == "--protocol") {
+            ok = v == "sqpoll_wakeup" || v == "ringbuf_notify" || v == "both";
+            o.protocol = v;
         } else if (a == "--idle-ms") {
             ok = number(v, 0u, 1000u, o.idle_ms);
         } else if (a == "--watchdog-ms") {

@@ -27,6 +27,7 @@ struct Options {
     unsigned idle_ms = 1;          // SQPOLL sq_thread_idle
     unsigned watchdog_ms = 100;    // stall limit
     bool json = false;             // JSON lines instead of the human summary
+    std::string protocol = "both"; // litmus: sqpoll_wakeup | ringbuf_notify | both
 };
 
 // The workloads and a line of help each.

@@ -70,6 +70,7 @@ TEST(Options, RejectsBadInputWithAReason) {
         {"nop", "--fence", "maybe"},
         {"nop", "--via", "magic"},
         {"nop", "--watchdog-ms", "0"},
+        {"litmus", "--protocol", "dekker"},
         {"nop", "--threads"},
         {"nop", "--frobnicate", "1"},
         {"nop", "extra"},

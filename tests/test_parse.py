@@ -149,3 +149,22 @@ class Real61IoWq(unittest.TestCase):
         for g in groups:
             by_scope[g["scope"]] = by_scope.get(g["scope"], 0) + g["count"]
         self.assertEqual(by_scope, {"uringrace": 5, "io_uring": 29, "other": 1})
+
+
+class CompareScope(unittest.TestCase):
+    """make compare's A side (6.1): allocator races reached from io_uring
+    paths are other subsystems' races, not io_uring's."""
+
+    def test_slob_races_are_other(self):
+        con = parse.parse_console(log("x86_64-6.1-compare-storms.console"))
+        scopes = {g["title"]: g["scope"] for g in report.kcsan_groups(con["reports"])}
+        self.assertEqual(scopes["data-race in kfree / slob_page_alloc"], "other")
+        self.assertEqual(scopes["data-race in copy_creds / io_prep_async_work"], "io_uring")
+        self.assertEqual(
+            scopes["data-race in io_worker_handle_work / io_wqe_activate_free_worker"],
+            "io_uring")
+        first = min(r["time"] for r in con["reports"]
+                    if r["functions"] == ["io_worker_handle_work",
+                                          "io_wqe_activate_free_worker"])
+        # the seed 004 race, within about a second of /init in this run
+        self.assertLess(first - con["init_time"], 10)

@@ -9,13 +9,13 @@ from . import parse
 
 def scope(rep):
     """Where a report belongs: 'uringrace' (the module's scenarios),
-    'io_uring' (io_uring or io-wq code in a title function or a stack's top
-    frames), or 'other' (other subsystems: counted and listed apart)."""
-    frames = [f for a in rep["accesses"] for f in a["stack"][:4]]
-    if any(f.get("module") == "uringrace" for f in frames) or "[uringrace]" in rep["title"]:
+    'io_uring' (a racing function, as the title names it, is io_uring or
+    io-wq code), or 'other' (other subsystems, reached from io_uring paths or
+    not: counted and listed apart)."""
+    if "[uringrace]" in rep["title"] or any(
+            a["stack"] and a["stack"][0].get("module") == "uringrace" for a in rep["accesses"]):
         return "uringrace"
-    names = rep["functions"] + [f["fn"] for f in frames]
-    if any(n.startswith(("io_", "__io_")) for n in names):
+    if any(n.startswith(("io_", "__io_")) for n in rep["functions"]):
         return "io_uring"
     return "other"
 

@@ -46,9 +46,8 @@ def boot_once(args, rec, kinfo, work, files, tests, outdir, cmd=None, timeout=No
     init = os.path.join(REPO, "guest", "init")
     initrd = initramfs.pack(os.path.join(outdir, "initramfs.cpio"), busybox, init, files,
                             tests, cmd=cmd)
-    probe_rd = initramfs.pack(os.path.join(work, "probe.cpio"), busybox, init, {}, [],
-                              cmd="true")
-    accel = qemu.pick_accel(rec, args.accel, kinfo["image"], probe_rd, work)
+    accel = qemu.pick_accel(rec, args.accel, kinfo["image"], work, lambda: initramfs.pack(
+        os.path.join(work, "probe.cpio"), busybox, init, {}, [], cmd="true"))
     res = qemu.boot(rec, kinfo["image"], initrd, outdir, smp=args.smp, mem=args.mem,
                     accel=accel, timeout=timeout or args.timeout,
                     extra_append=args.kcsan_args)
@@ -337,6 +336,29 @@ BENCH_DRIVER = (
 )
 
 
+def _driver_script(runs, mark=False):
+    """Guest shell running the driver once per (label, argv): a '## label'
+    line, then its JSON line; with mark, a /dev/kmsg marker first so the host
+    charges KCSAN reports to that run."""
+    parts = []
+    for i, (label, argv) in enumerate(runs):
+        marker = f"echo 'uringrace: subtest-start {argv[0]}_{i}' > /dev/kmsg; " if mark else ""
+        parts.append(f"{marker}echo '## {label}'; /usr/bin/uringrace {' '.join(argv)} --json")
+    return "; ".join(parts) + "; true"
+
+
+def _labelled_json(ktap_path):
+    """[(label, driver JSON)] from the KTAP stream of a _driver_script run."""
+    got, label = [], None
+    with open(ktap_path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("## "):
+                label = line[3:].strip()
+            elif line.startswith("{") and label:
+                got.append((label, json.loads(line)))
+    return got
+
+
 def _bench_driver_rows(where, lines):
     rows = []
     for label, r in lines:
@@ -371,19 +393,11 @@ def cmd_bench_driver(args):
     results = {"host": host}
     for arch in args.arch:
         rec, kinfo, work, files, tests = guest_parts(args, arch)
-        script = "insmod /lib/modules/uringrace.ko; " + "; ".join(
-            "echo '## " + label + "'; /usr/bin/uringrace " +
-            " ".join(a.format(d=secs) for a in argv) + " --json"
-            for label, argv in BENCH_DRIVER) + "; true"
+        runs = [(label, [a.format(d=secs) for a in argv]) for label, argv in BENCH_DRIVER]
+        script = "insmod /lib/modules/uringrace.ko; " + _driver_script(runs)
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
                         cmd=script)
-        got, label = [], None
-        with open(os.path.join(rd, arch, "ktap.txt"), encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("## "):
-                    label = line[3:].strip()
-                elif line.startswith("{") and label:
-                    got.append((label, json.loads(line)))
+        got = _labelled_json(os.path.join(rd, arch, "ktap.txt"))
         results[arch] = got
         if rep["boot"]["outcome"] != "pass":
             print(f"{arch}: guest {rep['boot']['outcome']}: {rep['boot']['reason']}")
@@ -414,12 +428,10 @@ def _compare_side(args, label, ksrc, kver, arch, rd, secs):
     import argparse
     sub = argparse.Namespace(**{**vars(args), "ksrc": ksrc, "kver": kver})
     rec, kinfo, work, files, tests = guest_parts(sub, arch)
-    storms = "; ".join(
-        f"echo 'uringrace: subtest-start {s.split()[0]}_{i}' > /dev/kmsg; "
-        f"echo '## {s}'; /usr/bin/uringrace {s} --duration {secs} --json"
-        for i, s in enumerate(COMPARE_STORMS))
+    storms = _driver_script([(s, s.split() + ["--duration", secs]) for s in COMPARE_STORMS],
+                            mark=True)
     outdir = os.path.join(rd, f"{arch}-{label}")
-    rep = boot_once(sub, rec, kinfo, work, files, tests, outdir, cmd=storms + "; true")
+    rep = boot_once(sub, rec, kinfo, work, files, tests, outdir, cmd=storms)
     per, thr = {}, {}
     init = rep["init_time"] or 0
     for r in rep["reports"]:
@@ -427,14 +439,8 @@ def _compare_side(args, label, ksrc, kver, arch, rd, secs):
         g = per.setdefault(wl, {}).setdefault(r["title"], {
             "count": 0, "first_s": round(r["time"] - init, 1), "scope": report.scope(r)})
         g["count"] += 1
-    label_now = None
-    with open(os.path.join(outdir, "ktap.txt"), encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("## "):
-                label_now = line[3:].strip()
-            elif line.startswith("{") and label_now:
-                j = json.loads(line)
-                thr[label_now] = round(j["ops"] / j["seconds"]) if j.get("seconds") else 0
+    for lab, j in _labelled_json(os.path.join(outdir, "ktap.txt")):
+        thr[lab] = round(j["ops"] / j["seconds"]) if j.get("seconds") else 0
     return {"tree": kinfo.get("identity"), "version": kinfo.get("version"),
             "outcome": rep["boot"]["outcome"], "reports": per, "ops_per_s": thr}
 

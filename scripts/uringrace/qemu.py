@@ -116,9 +116,10 @@ def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
     return res
 
 
-def pick_accel(rec, want, kernel, initrd, workdir):
+def pick_accel(rec, want, kernel, workdir, make_probe_initrd):
     """ACCEL=tcg|kvm|auto. auto probes KVM once per host boot: it must boot the
-    guest to /init and back within 30 s, or TCG is used."""
+    guest to /init and back within 30 s, or TCG is used. make_probe_initrd()
+    packs the probe's initramfs, only when a probe actually runs."""
     if want in ("tcg", "kvm"):
         return want
     import platform
@@ -132,7 +133,7 @@ def pick_accel(rec, want, kernel, initrd, workdir):
     memo = os.path.join(cache_dir(), f"kvm-probe-{boot_id}")
     if os.path.exists(memo):
         return open(memo, encoding="utf-8").read().strip()
-    res = boot(rec, kernel, initrd, os.path.join(workdir, "kvm-probe"), accel="kvm",
+    res = boot(rec, kernel, make_probe_initrd(), os.path.join(workdir, "kvm-probe"), accel="kvm",
                timeout=30, echo=False)
     got = "kvm" if res["outcome"] in ("pass", "fail") else "tcg"
     log(f"KVM probe: {res['outcome']} -> using {got}")

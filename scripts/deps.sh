@@ -10,7 +10,7 @@ PKGS=(make gcc g++ python3 flex bison bc cpio libelf-dev libssl-dev rsync
 	qemu-system-x86 qemu-system-arm
 	gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 	busybox-static liburing-dev liburing-dev:arm64
-	libgtest-dev clang-format shellcheck)
+	libgtest-dev clang-format shellcheck chromium)
 
 missing=()
 have_arm64=0

@@ -66,6 +66,10 @@ def build_selftests(kinfo, rec, workdir):
             else os.path.join(REPO, "selftests", n)
     files["usr/lib/uringrace/selftests/verdicts.txt"] = os.path.join(
         REPO, "selftests", "verdicts.txt")
+    edir = os.path.join(REPO, "expect")
+    for f in sorted(os.listdir(edir)):
+        if f.endswith(".txt"):
+            files[f"usr/lib/uringrace/selftests/expect/{f}"] = os.path.join(edir, f)
     return files, tests
 
 

@@ -7,68 +7,19 @@ import sys
 import json
 import time
 
-from . import artifacts, initramfs, kbuild, qemu, report, tree
-from .common import REPO, PipelineError, cache_dir, load_arch, log
-
-
-def _kernel(args, arch):
-    rec = load_arch(arch)
-    src, identity = tree.resolve(args.ksrc, args.kver)
-    ver = tree.check_tree(src, rec)
-    log(f"tree {src} (linux {ver}, {identity})")
-    info = kbuild.build(src, identity, rec)
-    info["version"] = ver
-    return rec, info
+from . import real, report, tree
+from .common import REPO, PipelineError, cache_dir
+from .guest import boot_once, guest_parts, kernel_for, run_dir
 
 
 def cmd_kernel(args):
     for arch in args.arch:
-        _kernel(args, arch)
+        kernel_for(args, arch)
     return 0
 
 
-def guest_parts(args, arch):
-    """Kernel + everything the guest needs for one arch (all cached)."""
-    rec, kinfo = _kernel(args, arch)
-    work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo['key']}")
-    os.makedirs(work, exist_ok=True)
-    ko = artifacts.build_kmod(kinfo, rec, work)
-    files, tests = artifacts.build_selftests(kinfo, rec, work)
-    files["lib/modules/uringrace.ko"] = ko
-    files["usr/bin/uringrace"] = artifacts.build_driver(rec, work)
-    return rec, kinfo, work, files, tests
-
-
-def boot_once(args, rec, kinfo, work, files, tests, outdir, cmd=None, timeout=None):
-    """Pack the initramfs for this run, boot it, write the report; return it."""
-    os.makedirs(outdir, exist_ok=True)
-    busybox = artifacts.busybox_for(rec)
-    init = os.path.join(REPO, "guest", "init")
-    initrd = initramfs.pack(os.path.join(outdir, "initramfs.cpio"), busybox, init, files,
-                            tests, cmd=cmd)
-    accel = qemu.pick_accel(rec, args.accel, kinfo["image"], work, lambda: initramfs.pack(
-        os.path.join(work, "probe.cpio"), busybox, init, {}, [], cmd="true"))
-    res = qemu.boot(rec, kinfo["image"], initrd, outdir, smp=args.smp, mem=args.mem,
-                    accel=accel, timeout=timeout or args.timeout,
-                    extra_append=args.kcsan_args)
-    rep = report.build(outdir, res, kinfo)
-    os.unlink(initrd)  # large and rebuilt in a second from cached parts
-    return rep
-
-
-def _run_dir(args, what):
-    root = os.path.abspath(args.out)
-    rd = os.path.join(root, f"{what}-{time.strftime('%Y%m%d-%H%M%S')}")
-    os.makedirs(rd, exist_ok=True)
-    latest = os.path.join(root, f"{what}-latest")
-    if os.path.islink(latest) or os.path.exists(latest):
-        os.unlink(latest)
-    os.symlink(os.path.basename(rd), latest)
-    return rd
-
-
 def cmd_run(args):
-    rd = _run_dir(args, "run")
+    rd = run_dir(args, "run")
     reps = []
     for arch in args.arch:
         rec, kinfo, work, files, tests = guest_parts(args, arch)
@@ -171,7 +122,7 @@ def host_leg(tally, workdir):
 
 
 def cmd_check(args):
-    rd = _run_dir(args, "check")
+    rd = run_dir(args, "check")
     tally = Tally()
     _host_step(tally, "host: parser, classifier, config and cpio unit tests",
                ["python3", "-m", "unittest", "discover", "-s", "tests", "-t", "."])
@@ -227,10 +178,10 @@ def cmd_bench_pipeline(args):
                                 "kernel"], env={**os.environ, "URINGRACE_CACHE": tmp},
                                check=True)
                 row["cold_build_s"] = round(time.time() - t0, 1)
-        rec, kinfo = _kernel(args, arch)
+        rec, kinfo = kernel_for(args, arch)
         row.setdefault("cold_build_s", kinfo.get("cold_seconds") or "n/a (COLD=1)")
         t0 = time.time()
-        rec, kinfo = _kernel(args, arch)
+        rec, kinfo = kernel_for(args, arch)
         row["warm_rebuild_s"] = round(time.time() - t0, 1)
         row["warm_compiled"] = kinfo["compiled"]
         rec, kinfo, work, files, tests = guest_parts(args, arch)
@@ -255,7 +206,7 @@ def cmd_bench_pipeline(args):
               f"{str(r['to_init_s']) + ' s':>12} {str(r['check_s']) + ' s':>11}  "
               f"{r['check_closing']}")
     print("goals: warm check < 180 s per arch; QEMU start to /init < 10 s on x86_64")
-    rd = _run_dir(args, "bench")
+    rd = run_dir(args, "bench")
     with open(os.path.join(rd, "bench-pipeline.json"), "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
     print(f"artifacts: {rd}")
@@ -279,7 +230,7 @@ def cmd_bench_scenarios(args):
     line_re = re.compile(r"verdict:(\w+) (buggy|fixed) on (\S+): (\d+) ops in ([\d.]+) s;.*"
                          r"KCSAN: probe (\d+) matched.*kmsg (\d+) matched.*first detection "
                          r"(none )?([\d.]+) s")
-    rd = _run_dir(args, "bench-scenarios")
+    rd = run_dir(args, "bench-scenarios")
     table = []
     for arch in args.arch:
         rec, kinfo, work, files, tests = guest_parts(args, arch)
@@ -379,7 +330,7 @@ def cmd_bench_driver(args):
     and without the fence, litmus witnesses per million with and without."""
     import subprocess
     secs = os.environ.get("BENCH_SECONDS") or "3"
-    rd = _run_dir(args, "bench-driver")
+    rd = run_dir(args, "bench-driver")
     out = os.path.join(cache_dir(), "work", "host-user")
     subprocess.run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}",
                     os.path.join(out, "uringrace")], check=True)
@@ -417,73 +368,6 @@ def cmd_bench_driver(args):
     return 0
 
 
-COMPARE_STORMS = ("iowq --via raw --threads 4", "iowq --via liburing --threads 4",
-                  "sqpoll --via raw --fence on", "read --via raw", "nop --via raw",
-                  "cq --threads 3")
-
-
-def _compare_side(args, label, ksrc, kver, arch, rd, secs):
-    """Boot one tree's guest running only the real io_uring storms (io-wq
-    first); return {workload: {title: {count, first_s}}} and throughput."""
-    import argparse
-    sub = argparse.Namespace(**{**vars(args), "ksrc": ksrc, "kver": kver})
-    rec, kinfo, work, files, tests = guest_parts(sub, arch)
-    storms = _driver_script([(s, s.split() + ["--duration", secs]) for s in COMPARE_STORMS],
-                            mark=True)
-    outdir = os.path.join(rd, f"{arch}-{label}")
-    rep = boot_once(sub, rec, kinfo, work, files, tests, outdir, cmd=storms)
-    per, thr = {}, {}
-    init = rep["init_time"] or 0
-    for r in rep["reports"]:
-        wl = r["test"].split("/", 1)[-1]
-        g = per.setdefault(wl, {}).setdefault(r["title"], {
-            "count": 0, "first_s": round(r["time"] - init, 1), "scope": report.scope(r)})
-        g["count"] += 1
-    for lab, j in _labelled_json(os.path.join(outdir, "ktap.txt")):
-        thr[lab] = round(j["ops"] / j["seconds"]) if j.get("seconds") else 0
-    return {"tree": kinfo.get("identity"), "version": kinfo.get("version"),
-            "outcome": rep["boot"]["outcome"], "reports": per, "ops_per_s": thr}
-
-
-def cmd_compare(args):
-    """Run the same real io_uring storms on tree A and tree B (default Debian
-    6.1 and 6.12; KSRC_A/KSRC_B for a patch before and after) and print, per
-    workload, KCSAN reports by title side by side; call out races present in
-    A and gone in B, and races new in B."""
-    secs = os.environ.get("STORM_SECONDS") or "8"
-    sides = {"A": (os.environ.get("KSRC_A") or None, os.environ.get("KVER_A") or "6.1"),
-             "B": (os.environ.get("KSRC_B") or None, os.environ.get("KVER_B") or "6.12")}
-    rd = _run_dir(args, "compare")
-    result = {}
-    for arch in args.arch:
-        res = {lab: _compare_side(args, lab, ks, kv, arch, rd, secs)
-               for lab, (ks, kv) in sides.items()}
-        result[arch] = res
-        a, b = res["A"], res["B"]
-        print(f"== {arch}: A = {a['tree']} ({a['outcome']}), B = {b['tree']} ({b['outcome']})")
-        wls = sorted(set(a["reports"]) | set(b["reports"]))
-        for wl in wls:
-            ta, tb = a["reports"].get(wl, {}), b["reports"].get(wl, {})
-            for title in sorted(set(ta) | set(tb)):
-                ga, gb = ta.get(title), tb.get(title)
-                scope = (ga or gb)["scope"]
-                fa = f"{ga['count']}x @{ga['first_s']}s" if ga else "-"
-                fb = f"{gb['count']}x @{gb['first_s']}s" if gb else "-"
-                note = ""
-                if scope == "io_uring" and ga and not gb:
-                    note = "  <== in A, gone in B"
-                elif scope == "io_uring" and gb and not ga:
-                    note = "  <== NEW in B"
-                print(f"   {wl:22} [{scope:8}] {title[:70]:70} A {fa:14} B {fb:14}{note}")
-        for s in COMPARE_STORMS:
-            print(f"   throughput {s:34} A {a['ops_per_s'].get(s, '-'):>10}/s   "
-                  f"B {b['ops_per_s'].get(s, '-'):>10}/s")
-    with open(os.path.join(rd, "compare.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    print(f"artifacts: {rd}")
-    return 0
-
-
 def parser():
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
     p.add_argument("--ksrc", default=os.environ.get("KSRC") or None,
@@ -499,7 +383,7 @@ def parser():
     r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
     r.set_defaults(func=cmd_run)
     cp = sub.add_parser("compare", help="the same storms on two trees, side by side")
-    cp.set_defaults(func=cmd_compare)
+    cp.set_defaults(func=real.cmd_compare)
     bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
     bd.set_defaults(func=cmd_bench_driver)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")

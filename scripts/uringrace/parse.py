@@ -43,8 +43,9 @@ def _new_report(title, ts, where):
 
 
 def parse_console(text):
-    """Return {'reports': [...], 'tests': [...], 'init_time': float|None}."""
-    reports, tests = [], []
+    """Return {'reports': [...], 'tests': [...], 'subtests': [{name, start}],
+    'init_time': float|None, 'last_time': float|None}."""
+    reports, tests, subtests = [], [], []
     current = "boot"
     rep = None
     access = None
@@ -65,6 +66,7 @@ def parse_console(text):
         m = SUB_RE.search(line)
         if m and rep is None and tests:
             current = tests[-1]["name"] + "/" + m.group(1)
+            subtests.append({"name": current, "start": ts})
             continue
         m = END_RE.search(line)
         if m and rep is None:
@@ -117,8 +119,8 @@ def parse_console(text):
             rep["reporter"] = {"cpu": int(m.group(1)), "pid": int(m.group(2)),
                                "comm": m.group(3)}
             access = None
-    return {"reports": reports, "tests": tests, "init_time": init_time,
-            "last_time": last_ts}
+    return {"reports": reports, "tests": tests, "subtests": subtests,
+            "init_time": init_time, "last_time": last_ts}
 
 
 KTAP_RESULT_RE = re.compile(r"^(not ok|ok) (\d+)(?: -)? ?([^#]*?)\s*(?:# (\S+)(?: (.*))?)?$")

@@ -48,7 +48,7 @@ def build(outdir, boot_res, kinfo):
     rep = {"arch": boot_res["arch"], "kernel": {k: kinfo.get(k) for k in
                                                  ("identity", "version", "objdir", "key")},
            "boot": boot_res, "ktap": tree, "ktap_summary": parse.ktap_summary(tree),
-           "tests": con["tests"], "init_time": con["init_time"],
+           "tests": con["tests"], "subtests": con["subtests"], "init_time": con["init_time"],
            "kcsan": {"boot_noise": kcsan_groups([r for r in con["reports"]
                                                   if r["test"] == "boot"]),
                      "during_tests": kcsan_groups([r for r in con["reports"]

@@ -1,0 +1,47 @@
+"""Expected and forbidden races per tree, read from expect/<major.minor>.txt
+(or a file given with EXPECT=); see expect/README for the format."""
+
+import os
+import re
+
+from .common import REPO, PipelineError
+
+VERDICTS = ("expected", "forbidden")
+
+
+def load(path):
+    entries = []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.split("#", 1)[0].split()
+            if not line:
+                continue
+            if len(line) < 3 or line[0] not in VERDICTS:
+                raise PipelineError(f"{path}:{n}: want '<expected|forbidden> <id> <function>...',"
+                                    f" got: {raw.strip()}")
+            entries.append({"verdict": line[0], "id": line[1], "functions": set(line[2:])})
+    return entries
+
+
+def path_for(version, override=None):
+    """The expectation file for a kernel version ('6.1.192' -> expect/6.1.txt),
+    or the override; None when the tree has none."""
+    if override:
+        if not os.path.isfile(override):
+            raise PipelineError(f"EXPECT={override}: no such file")
+        return os.path.abspath(override)
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    if not m:
+        return None
+    p = os.path.join(REPO, "expect", f"{m.group(1)}.{m.group(2)}.txt")
+    return p if os.path.isfile(p) else None
+
+
+def classify(functions, entries):
+    """(verdict, id) of the first entry naming every function of a title,
+    ('unlisted', None) if none does."""
+    fns = {f for f in functions if f}
+    for e in entries:
+        if fns and fns <= e["functions"]:
+            return e["verdict"], e["id"]
+    return "unlisted", None

@@ -1,0 +1,59 @@
+"""What every guest run needs: the cached kernel, the artifacts, one boot
+with its report, and a fresh run directory."""
+
+import os
+import time
+
+from . import artifacts, initramfs, kbuild, qemu, report, tree
+from .common import REPO, cache_dir, load_arch, log
+
+
+def kernel_for(args, arch):
+    rec = load_arch(arch)
+    src, identity = tree.resolve(args.ksrc, args.kver)
+    ver = tree.check_tree(src, rec)
+    log(f"tree {src} (linux {ver}, {identity})")
+    info = kbuild.build(src, identity, rec)
+    info["version"] = ver
+    return rec, info
+
+
+def guest_parts(args, arch):
+    """Kernel + everything the guest needs for one arch (all cached)."""
+    rec, kinfo = kernel_for(args, arch)
+    work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo['key']}")
+    os.makedirs(work, exist_ok=True)
+    ko = artifacts.build_kmod(kinfo, rec, work)
+    files, tests = artifacts.build_selftests(kinfo, rec, work)
+    files["lib/modules/uringrace.ko"] = ko
+    files["usr/bin/uringrace"] = artifacts.build_driver(rec, work)
+    return rec, kinfo, work, files, tests
+
+
+def boot_once(args, rec, kinfo, work, files, tests, outdir, cmd=None, timeout=None,
+              echo=True):
+    """Pack the initramfs for this run, boot it, write the report; return it."""
+    os.makedirs(outdir, exist_ok=True)
+    busybox = artifacts.busybox_for(rec)
+    init = os.path.join(REPO, "guest", "init")
+    initrd = initramfs.pack(os.path.join(outdir, "initramfs.cpio"), busybox, init, files,
+                            tests, cmd=cmd)
+    accel = qemu.pick_accel(rec, args.accel, kinfo["image"], work, lambda: initramfs.pack(
+        os.path.join(work, "probe.cpio"), busybox, init, {}, [], cmd="true"))
+    res = qemu.boot(rec, kinfo["image"], initrd, outdir, smp=args.smp, mem=args.mem,
+                    accel=accel, timeout=timeout or args.timeout,
+                    extra_append=args.kcsan_args, echo=echo)
+    rep = report.build(outdir, res, kinfo)
+    os.unlink(initrd)  # large and rebuilt in a second from cached parts
+    return rep
+
+
+def run_dir(args, what):
+    root = os.path.abspath(args.out)
+    rd = os.path.join(root, f"{what}-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.makedirs(rd, exist_ok=True)
+    latest = os.path.join(root, f"{what}-latest")
+    if os.path.islink(latest) or os.path.exists(latest):
+        os.unlink(latest)
+    os.symlink(os.path.basename(rd), latest)
+    return rd

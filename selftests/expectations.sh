@@ -1,0 +1,42 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+# Description: the expectation check of real_uring.sh can fail. The races the
+# tree's expectation file lists as expected (known to be in this tree) are
+# turned into forbidden ones, and the io-wq storm must then fail naming one of
+# them. A tree whose file lists no expected race skips: there is nothing known
+# to be present that the check could be shown to catch.
+# KTAP on stdout; 0 pass, 1 fail, 4 skip.
+
+HERE=$(dirname "$0")
+VER=$(uname -r | sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p')
+EXPECT=${URINGRACE_EXPECT:-}
+for f in /etc/uringrace/expect "$HERE/expect/$VER.txt" "$HERE/../expect/$VER.txt"; do
+	[ -n "$EXPECT" ] && break
+	[ -r "$f" ] && EXPECT=$f
+done
+if [ -n "$EXPECT" ] && [ ! -r "$EXPECT" ]; then
+	printf 'TAP version 13\n1..1\nnot ok 1 cannot read expectations %s\n' "$EXPECT"
+	exit 1
+fi
+
+echo "TAP version 13"
+if [ -z "$EXPECT" ] || ! grep -q '^expected' "$EXPECT"; then
+	echo "1..0 # SKIP no expected race listed for linux $(uname -r)"
+	exit 4
+fi
+echo "1..1"
+inverted=${TMPDIR:-/tmp}/uringrace-inverted.$$
+sed -n 's/^expected/forbidden/p' "$EXPECT" > "$inverted"
+ids=$(awk '{ print $2 }' "$inverted" | tr '\n' ' ')
+out=$(URINGRACE_EXPECT="$inverted" URINGRACE_STORM_SECONDS=${URINGRACE_STORM_SECONDS:-8} \
+	URINGRACE_STORMS="iowq --via raw --threads 4" "$HERE/real_uring.sh")
+src=$?
+rm -f "$inverted"
+echo "$out" | sed 's/^/# /'
+got=$(echo "$out" | sed -n 's/.*# forbidden race reported: //p')
+if [ $src -eq 1 ] && [ -n "$got" ]; then
+	echo "ok 1 inverted expectations caught: $got"
+	exit 0
+fi
+echo "not ok 1 inverted expectations ($ids) not caught: real_uring.sh exit $src"
+exit 1

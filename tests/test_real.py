@@ -1,0 +1,156 @@
+"""Expectations, the compare merge and call-outs, the evidence text and the
+HTML page, on the consoles of a real arm64 compare run (Debian 6.1 vs 6.12,
+6 s storms) saved in tests/logs; the page is opened in headless Chromium."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "scripts"))
+from uringrace import expect, html, parse, real  # noqa: E402
+from uringrace.common import PipelineError  # noqa: E402
+
+# the storm names that run used
+STORMS = (("iowq_0", ""), ("iowq_1", ""), ("sqpoll_2", ""), ("read_3", ""), ("nop_4", ""),
+          ("cq_5", ""))
+IOWQ_61 = "data-race in io_worker_handle_work / io_wqe_activate_free_worker"
+PREP = "data-race in io_prep_async_work / io_prep_async_work"
+
+
+def side(name, version):
+    with open(os.path.join(HERE, "logs", name), encoding="utf-8") as f:
+        con = parse.parse_console(f.read())
+    rep = {"boot": {"outcome": "pass", "reason": "status 0", "seconds": 1.0}, **con}
+    entries = expect.load(expect.path_for(version))
+    s = real.merge([(os.path.join(HERE, "logs", "none"), rep)], STORMS, entries)
+    s["reports"] = s.pop("full")
+    s.update(arch="arm64", tree=f"debian:{version}", version=version, jobs=1,
+             seconds_per_storm=6, expect=expect.path_for(version))
+    return s
+
+
+class Expectations(unittest.TestCase):
+    def test_files_parse_and_pick_by_version(self):
+        self.assertTrue(expect.path_for("6.1.192").endswith("expect/6.1.txt"))
+        self.assertTrue(expect.path_for("6.12.117").endswith("expect/6.12.txt"))
+        self.assertIsNone(expect.path_for("5.10.0"))
+        for v in ("6.1", "6.12"):
+            self.assertTrue(expect.load(expect.path_for(v)))
+
+    def test_classify(self):
+        e61 = expect.load(expect.path_for("6.1"))
+        e612 = expect.load(expect.path_for("6.12"))
+        self.assertEqual(expect.classify(["io_worker_handle_work", "io_wqe_activate_free_worker"],
+                                         e61), ("expected", "iowq-worker-flags"))
+        self.assertEqual(expect.classify(["io_worker_handle_work", "io_wq_activate_free_worker"],
+                                         e612), ("forbidden", "iowq-worker-flags"))
+        self.assertEqual(expect.classify(["kfree", "slob_page_alloc"], e612), ("unlisted", None))
+        # one function of the pair outside the list: no match
+        self.assertEqual(expect.classify(["io_worker_handle_work", "kfree"], e612)[0], "unlisted")
+
+    def test_bad_file_and_missing_override(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write("perhaps x y\n")
+            f.flush()
+            with self.assertRaisesRegex(PipelineError, r":1: want"):
+                expect.load(f.name)
+        with self.assertRaisesRegex(PipelineError, "no such file"):
+            expect.path_for("6.1", "/nonexistent/expect.txt")
+
+    def test_guest_awk_agrees_with_python(self):
+        """selftests/real_uring.sh classifies titles with awk: same answers."""
+        with open(os.path.join(TOP, "selftests", "real_uring.sh"), encoding="utf-8") as f:
+            fns = f.read()
+        body = "\n".join(re.findall(r"^(?:titles_since|classify)\(\) \{.*?^\}$", fns,
+                                    re.S | re.M))
+        log = os.path.join(HERE, "logs", "arm64-6.1-compare-storms.console")
+        script = (body + f"\ndmesg() {{ cat {log}; }}\n"
+                  "titles_since 'subtest-start iowq_1' | classify \"$1\" | sort | uniq -c\n")
+        out = subprocess.run(["sh", "-c", script, "sh", expect.path_for("6.12")],
+                             capture_output=True, text=True, check=True).stdout
+        self.assertIn("expected prep-async-work io_prep_async_work io_prep_async_work", out)
+        self.assertIn("unlisted - io_worker_handle_work io_wqe_activate_free_worker", out)
+        inverted = os.path.join(tempfile.mkdtemp(), "inv.txt")
+        with open(inverted, "w", encoding="utf-8") as f:
+            f.write("forbidden iowq io_worker_handle_work io_wqe_activate_free_worker\n")
+        out = subprocess.run(["sh", "-c", script, "sh", inverted],
+                             capture_output=True, text=True, check=True).stdout
+        self.assertRegex(out, r"\d+ forbidden iowq io_worker_handle_work "
+                              r"io_wqe_activate_free_worker")
+
+
+class Compare(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.a = side("arm64-6.1-compare-storms.console", "6.1")
+        cls.b = side("arm64-6.12-compare-storms.console", "6.12")
+
+    def test_merge(self):
+        ga = {g["title"]: g for g in self.a["titles"]}
+        self.assertEqual(ga[IOWQ_61]["verdict"], "expected")
+        self.assertEqual(ga[IOWQ_61]["by_workload"]["iowq_1"]["count"], 2)
+        self.assertIn(PREP, {g["title"] for g in self.b["titles"]})
+        self.assertNotIn(IOWQ_61, {g["title"] for g in self.b["titles"]})
+        self.assertTrue(all(e["t"] > 0 for e in self.a["events"]))
+
+    def test_callouts_by_race_across_workloads(self):
+        calls = real.callouts(self.a, self.b)
+        self.assertIn(("gone in B", "iowq-worker-flags"), {c[:2] for c in calls})
+        # prep-async-work is in both trees: not called out
+        self.assertNotIn("prep-async-work", {c[1] for c in calls})
+        self.assertFalse([c for c in calls if c[0].startswith("FORBIDDEN")])
+        # B reporting the race its file forbids is called out
+        b = dict(self.b, titles=[dict(g, verdict="forbidden") for g in self.b["titles"]])
+        self.assertTrue([c for c in real.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
+
+    def test_terminal_table_and_evidence(self):
+        text = real.render_compare(dict(self.a, workloads={k: {"ops_per_s": [1]} for k, _ in
+                                                           real.STORMS}),
+                                   dict(self.b, workloads={k: {"ops_per_s": [2]} for k, _ in
+                                                           real.STORMS}))
+        self.assertIn("<== gone in B: iowq-worker-flags", text)
+        ev = real.render_evidence(self.a)
+        self.assertIn(f"BUG: KCSAN: {IOWQ_61}   [expected: iowq-worker-flags]", ev)
+        self.assertIn("-- other subsystems:", ev)
+
+
+@unittest.skipIf(os.environ.get("URINGRACE_NO_BROWSER") == "1", "URINGRACE_NO_BROWSER=1")
+class HtmlInChromium(unittest.TestCase):
+    """The page as a browser shows it: headless Chromium, DOM after scripts."""
+
+    def test_page(self):
+        chromium = shutil.which("chromium")
+        self.assertTrue(chromium, "Debian's chromium is not installed: run 'make deps'")
+        a = side("arm64-6.1-compare-storms.console", "6.1")
+        b = side("arm64-6.12-compare-storms.console", "6.12")
+        for s in (a, b):
+            s["workloads"] = {k: {"ops_per_s": [100]} for k, _ in STORMS}
+        tmp = tempfile.mkdtemp(prefix="urr-html-")
+        path = html.write_compare(os.path.join(tmp, "compare.html"), {"arm64": {"A": a, "B": b}},
+                                  STORMS)
+        res = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                              "--disable-quic", "--no-first-run",
+                              "--disable-background-networking", "--disable-component-update",
+                              "--disable-sync", f"--user-data-dir={tmp}/profile",
+                              "--virtual-time-budget=5000", "--dump-dom", "file://" + path],
+                             capture_output=True, text=True, timeout=120, check=False)
+        dom = res.stdout
+        self.assertIn("<table class=\"compare\" id=\"compare-arm64\">", dom, res.stderr[-500:])
+        self.assertIn("gone in B: iowq-worker-flags", dom)
+        row = re.search(r"<tr class=\"gone\"><td>iowq_1</td><td>io_uring</td><td>"
+                        + re.escape(IOWQ_61) + r"</td><td>expected / -</td>"
+                        r"<td class=\"n a\">2x, first [\d.]+ s</td>", dom)
+        self.assertTrue(row, "the io-wq race row in iowq_1, A only")
+        marks = [e for s in (a, b) for e in s["events"] if e["scope"] != "other"]
+        self.assertRegex(dom, rf"<body data-marks=\"{len(marks)}\"")
+        self.assertEqual(dom.count("class=\"mark\""), len(marks))
+        self.assertIn("<p id=\"errors\"></p>", dom)
+        json.loads(re.search(r"id=\"uringrace-data\">(.*?)</script>", dom, re.S).group(1)
+                   .replace("<\\/", "</"))

@@ -1,12 +1,14 @@
 # uringrace: this Makefile only delegates to scripts/.
 # Knobs (environment or make line): ARCHES="x86_64 arm64", KVER=6.12|6.1,
 # KSRC=/path/to/tree, SMP=2, MEM=2048, TIMEOUT=900, ACCEL=auto|tcg|kvm,
-# KCSAN_ARGS="kcsan.skip_watch=200", CMD="shell command for the guest", OUT=dir.
+# KCSAN_ARGS="kcsan.skip_watch=200", CMD="shell command for the guest", OUT=dir,
+# EXPECT=file (expected/forbidden races; default expect/<major.minor>.txt).
 ARCHES ?= x86_64 arm64
-export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT
+export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT
 URR := python3 scripts/urr
 
-.PHONY: all deps run check kernel bench-pipeline bench-scenarios bench-driver compare lint unit clean
+.PHONY: all deps run check kernel bench-pipeline bench-scenarios bench-driver bench-real compare \
+	lint unit clean
 
 all: run
 
@@ -31,9 +33,15 @@ bench-scenarios: deps
 bench-driver: deps
 	@$(URR) bench-driver
 
-# KSRC_A/KSRC_B (or KVER_A/KVER_B, default 6.1 vs 6.12), STORM_SECONDS
+# KSRC_A/KSRC_B (or KVER_A/KVER_B, default 6.1 vs 6.12), EXPECT_A/EXPECT_B,
+# STORM_SECONDS, JOBS (guests per tree, run at once, seeds differ)
 compare: deps
 	@$(URR) compare
+
+# RUNS (5), JOBS (2), STORM_SECONDS, BENCH_STORMS="iowq-raw,...",
+# KNOBS="label=kernel args@smp;..." and the compare tree knobs
+bench-real: deps
+	@$(URR) bench-real
 
 unit:
 	@python3 -m unittest discover -s tests -t . -v

@@ -20,19 +20,22 @@ def cmd_kernel(args):
 
 def cmd_run(args):
     rd = run_dir(args, "run")
-    reps = []
+    reps, evidence = [], []
     for arch in args.arch:
         rec, kinfo, work, files, tests = guest_parts(args, arch)
-        reps.append(boot_once(args, rec, kinfo, work, files, tests,
-                              os.path.join(rd, arch), cmd=args.cmd))
-    text = "\n".join(report.render(r) for r in reps)
+        rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
+                        cmd=args.cmd)
+        reps.append(rep)
+        evidence.append(real.evidence_for_run(rep, rec, kinfo, work, os.path.join(rd, arch)))
+    text = "\n".join(report.render(r) + "\n" + e for r, e in zip(reps, evidence))
     with open(os.path.join(rd, "summary.txt"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     with open(os.path.join(rd, "report.json"), "w", encoding="utf-8") as f:
         json.dump({"runs": [{k: r[k] for k in ("arch", "kernel", "boot", "ktap_summary",
                                                 "kcsan")} for r in reps]}, f, indent=1)
     print(text)
-    print(f"artifacts: {rd} (console.log, ktap.txt, report.json per arch; summary.txt)")
+    print(f"artifacts: {rd} (console.log, ktap.txt, report.json, evidence.txt per arch; "
+          "summary.txt)")
     bad = [r for r in reps if r["boot"]["outcome"] != "pass"]
     return 1 if bad else 0
 
@@ -121,6 +124,25 @@ def host_leg(tally, workdir):
                   f"not asserted): {off['counts'].get('stalls')} in {off['ops']}")
 
 
+def _symbolize_step(arch, rep, rec, kinfo, work):
+    """faddr2line with this build's module (and cross binutils on arm64): the
+    top frame of the module's KCSAN reports must come back as kmod/<file>.c:line."""
+    import re
+    from . import symbolize
+    mods = [r for r in rep["reports"] if report.scope(r) == "uringrace"][:4]
+    name = f"{arch}: KCSAN stacks symbolized to file:line (faddr2line)"
+    if not mods:
+        return name, False, "no module KCSAN report in this run to symbolize"
+    symbolize.symbolize(mods, kinfo, rec,
+                        {"uringrace": os.path.join(work, "src", "kmod", "uringrace.ko")})
+    tops = [a["stack"][0] for r in mods for a in r["accesses"] if a["stack"]]
+    good = [t for t in tops if t.get("where")
+            and re.match(r"(\(inlined by\) )?kmod/\w+\.c:\d+ ", t["where"][-1])]
+    ex = tops[0].get("where", ["none"])[-1] if tops else "none"
+    return name, bool(tops) and len(good) == len(tops), \
+        f"{len(good)}/{len(tops)} top frames placed, e.g. {tops[0]['fn']} -> {ex}"
+
+
 def cmd_check(args):
     rd = run_dir(args, "check")
     tally = Tally()
@@ -149,6 +171,7 @@ def cmd_check(args):
                   and s["failed"] == 0 and ran == len(tests),
                   f"{rep['boot']['outcome']}, {s['passed']} passed, {s['failed']} failed, "
                   f"{s['skipped']} skipped of {len(tests)}")
+        tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
         if arch != args.arch[0]:
             continue
         for name, gcmd, want, want_status, tmo in RUNNER_CASES:
@@ -384,6 +407,8 @@ def parser():
     r.set_defaults(func=cmd_run)
     cp = sub.add_parser("compare", help="the same storms on two trees, side by side")
     cp.set_defaults(func=real.cmd_compare)
+    br = sub.add_parser("bench-real", help="time to first io_uring report per workload and tree")
+    br.set_defaults(func=real.cmd_bench_real)
     bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
     bd.set_defaults(func=cmd_bench_driver)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")

@@ -4,7 +4,7 @@ with its report, and a fresh run directory."""
 import os
 import time
 
-from . import artifacts, initramfs, kbuild, qemu, report, tree
+from . import artifacts, expect, initramfs, kbuild, qemu, report, tree
 from .common import REPO, cache_dir, load_arch, log
 
 
@@ -27,6 +27,9 @@ def guest_parts(args, arch):
     files, tests = artifacts.build_selftests(kinfo, rec, work)
     files["lib/modules/uringrace.ko"] = ko
     files["usr/bin/uringrace"] = artifacts.build_driver(rec, work)
+    if os.environ.get("EXPECT"):
+        # the selftests read it before the version's own file
+        files["etc/uringrace/expect"] = expect.path_for(None, os.environ["EXPECT"])
     return rec, kinfo, work, files, tests
 
 

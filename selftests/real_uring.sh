@@ -11,9 +11,14 @@
 # URINGRACE_EXPECT=file: expectations to use instead of the version's file.
 # URINGRACE_STORMS="args;args": driver runs instead of the default storms.
 
-DRV=${URINGRACE_DRIVER:-/usr/bin/uringrace}
 SECS=${URINGRACE_STORM_SECONDS:-3}
 HERE=$(dirname "$0")
+# an installed collection carries the driver (make -C selftests install DRIVER=...)
+DRV=${URINGRACE_DRIVER:-}
+if [ -z "$DRV" ]; then
+	DRV=$HERE/uringrace
+	[ -x "$DRV" ] || DRV=/usr/bin/uringrace
+fi
 VER=$(uname -r | sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p')
 EXPECT=${URINGRACE_EXPECT:-}
 for f in /etc/uringrace/expect "$HERE/expect/$VER.txt" "$HERE/../expect/$VER.txt"; do

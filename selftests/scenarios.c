@@ -196,7 +196,10 @@ FIXTURE_SETUP(scenario)
 		const char *ko = getenv("URINGRACE_KO");
 		char cmd[512];
 
-		snprintf(cmd, sizeof(cmd), "insmod %s", ko ? ko : "/lib/modules/uringrace.ko");
+		if (!ko)
+			ko = access("./uringrace.ko", R_OK) ? "/lib/modules/uringrace.ko" :
+							       "./uringrace.ko";
+		snprintf(cmd, sizeof(cmd), "insmod %s", ko);
 		ASSERT_EQ(0, system(cmd));
 	}
 	self->fd = open(URINGRACE_DEV, O_RDWR);

@@ -7,9 +7,20 @@
 # Buggy variants without it: what verdicts.txt expects here, with the rate.
 # KTAP on stdout; exit 0 pass, 1 fail, 4 skip.
 
-DRV=${URINGRACE_DRIVER:-/usr/bin/uringrace}
-VERDICTS=${URINGRACE_VERDICTS:-$(dirname "$0")/verdicts.txt}
-KO=${URINGRACE_KO:-/lib/modules/uringrace.ko}
+HERE=$(dirname "$0")
+VERDICTS=${URINGRACE_VERDICTS:-$HERE/verdicts.txt}
+# an installed collection carries the driver and the module (make -C selftests
+# install DRIVER=... KO=...)
+DRV=${URINGRACE_DRIVER:-}
+if [ -z "$DRV" ]; then
+	DRV=$HERE/uringrace
+	[ -x "$DRV" ] || DRV=/usr/bin/uringrace
+fi
+KO=${URINGRACE_KO:-}
+if [ -z "$KO" ]; then
+	KO=$HERE/uringrace.ko
+	[ -r "$KO" ] || KO=/lib/modules/uringrace.ko
+fi
 
 arch=$(uname -m)
 [ "$arch" = aarch64 ] && arch=arm64

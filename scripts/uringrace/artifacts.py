@@ -81,3 +81,21 @@ def build_driver(rec, workdir):
     run(["make", "-s", "-C", os.path.join(REPO, "user"), f"CXX={rec['CXX']}",
          f"OUTPUT={out}", f"-j{jobs()}", "static"])
     return os.path.join(out, "uringrace")
+
+
+def install_collection(kinfo, rec, workdir, driver, ko):
+    """'make -C selftests install' as a lab would run it, with the driver and
+    the module in the collection; return {guest path under opt/kselftest:
+    host path} to pack it into a guest."""
+    out = os.path.join(workdir, "ksft-install")
+    shutil.rmtree(out, ignore_errors=True)
+    ksft = os.path.join(kinfo["src"], "tools", "testing", "selftests")
+    run(["make", "-s", "-C", os.path.join(REPO, "selftests"), f"KSFT_DIR={ksft}",
+         f"OUTPUT={os.path.join(workdir, 'selftests')}", f"CC={rec['CC']}",
+         f"INSTALL_PATH={out}", f"DRIVER={driver}", f"KO={ko}", "install"])
+    files = {}
+    for root, _, names in os.walk(out):
+        for n in names:
+            host = os.path.join(root, n)
+            files["opt/kselftest/" + os.path.relpath(host, out)] = host
+    return files

@@ -143,6 +143,27 @@ def _symbolize_step(arch, rep, rec, kinfo, work):
         f"{len(good)}/{len(tops)} top frames placed, e.g. {tops[0]['fn']} -> {ex}"
 
 
+def _fleet_step(args, arch, rec, kinfo, work, files, rd):
+    """The installed collection, run by the kernel's own run_kselftest.sh in
+    the guest, as a lab would: two tests that need the module and the
+    driver found inside the collection."""
+    from . import artifacts
+    name = f"{arch}: fleet: run_kselftest.sh runs 'make -C selftests install' output"
+    coll = artifacts.install_collection(kinfo, rec, work, files["usr/bin/uringrace"],
+                                        files["lib/modules/uringrace.ko"])
+    gcmd = ("cd /opt/kselftest && ./run_kselftest.sh -t uringrace:io_uring_nop "
+            "-t uringrace:control")
+    r = boot_once(args, rec, kinfo, work, coll, [], os.path.join(rd, arch, "fleet"), cmd=gcmd)
+    with open(os.path.join(rd, arch, "fleet", "ktap.txt"), encoding="utf-8",
+              errors="replace") as f:
+        ktap = f.read()
+    want = ("ok 1 selftests: uringrace: io_uring_nop", "ok 2 selftests: uringrace: control")
+    ok = r["boot"]["outcome"] == "pass" and all(w in ktap for w in want) \
+        and "not ok" not in ktap
+    return name, ok, f"{r['boot']['outcome']}; " + ", ".join(
+        f"{w.split(': ')[-1]} {'ok' if w in ktap else 'missing'}" for w in want)
+
+
 def cmd_check(args):
     rd = run_dir(args, "check")
     tally = Tally()
@@ -174,6 +195,7 @@ def cmd_check(args):
         tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
         if arch != args.arch[0]:
             continue
+        tally.add(*_fleet_step(args, arch, rec, kinfo, work, files, rd))
         for name, gcmd, want, want_status, tmo in RUNNER_CASES:
             sub = os.path.join(rd, arch, "runner-" + want)
             r = boot_once(args, rec, kinfo, work, {}, [], sub, cmd=gcmd, timeout=tmo)

@@ -111,11 +111,13 @@ class Compare(unittest.TestCase):
         self.assertTrue([c for c in real.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
 
     def test_terminal_table_and_evidence(self):
-        text = real.render_compare(dict(self.a, workloads={k: {"ops_per_s": [1]} for k, _ in
-                                                           real.STORMS}),
-                                   dict(self.b, workloads={k: {"ops_per_s": [2]} for k, _ in
-                                                           real.STORMS}))
+        wa = {k: {"ops_per_s": [1], "anomalies": [{"stalls": 2}, {"stalls": 1}]}
+              for k, _ in real.STORMS}
+        wb = {k: {"ops_per_s": [2], "anomalies": [{}]} for k, _ in real.STORMS}
+        text = real.render_compare(dict(self.a, workloads=wa), dict(self.b, workloads=wb))
         self.assertIn("<== gone in B: iowq-worker-flags", text)
+        self.assertIn("B/A 2.00", text)
+        self.assertIn("anomalies A stalls 3, B none", text)
         ev = real.render_evidence(self.a)
         self.assertIn(f"BUG: KCSAN: {IOWQ_61}   [expected: iowq-worker-flags]", ev)
         self.assertIn("-- other subsystems:", ev)
@@ -131,7 +133,8 @@ class HtmlInChromium(unittest.TestCase):
         a = side("arm64-6.1-compare-storms.console", "6.1")
         b = side("arm64-6.12-compare-storms.console", "6.12")
         for s in (a, b):
-            s["workloads"] = {k: {"ops_per_s": [100]} for k, _ in STORMS}
+            s["workloads"] = {k: {"ops_per_s": [100], "anomalies": []} for k, _ in STORMS}
+        a["workloads"]["cq_5"]["anomalies"] = [{"lost_cqe": 4}]
         tmp = tempfile.mkdtemp(prefix="urr-html-")
         path = html.write_compare(os.path.join(tmp, "compare.html"), {"arm64": {"A": a, "B": b}},
                                   STORMS)
@@ -152,5 +155,7 @@ class HtmlInChromium(unittest.TestCase):
         self.assertRegex(dom, rf"<body data-marks=\"{len(marks)}\"")
         self.assertEqual(dom.count("class=\"mark\""), len(marks))
         self.assertIn("<p id=\"errors\"></p>", dom)
+        self.assertIn("<td>cq_5</td><td class=\"n\">100</td><td class=\"n\">100</td>"
+                      "<td>lost_cqe 4</td><td>none</td>", dom)
         json.loads(re.search(r"id=\"uringrace-data\">(.*?)</script>", dom, re.S).group(1)
                    .replace("<\\/", "</"))

@@ -82,7 +82,7 @@ def _cell(g, wl):
 
 
 def _arch_section(arch, res, storms):
-    from .real import callouts
+    from .real import anomaly_text, callouts
     a, b = res["A"], res["B"]
     ga = {g["title"]: g for g in a["titles"]}
     gb = {g["title"]: g for g in b["titles"]}
@@ -121,12 +121,14 @@ def _arch_section(arch, res, storms):
     for what, key, na, nb in calls:
         out.append(f"<li class='callout'>{_e(what)}: {_e(key)} (A {na}x, B {nb}x)</li>")
     out.append("</ul>")
-    out.append("<table class='throughput'><tr><th>workload</th><th>A ops/s</th>"
-               "<th>B ops/s</th></tr>")
+    out.append("<table class='throughput'><tr><th>workload</th><th>A ops/s (per guest)</th>"
+               "<th>B ops/s (per guest)</th><th>A anomalies</th><th>B anomalies</th></tr>")
     for wl, _ in storms:
         va, vb = a["workloads"][wl]["ops_per_s"], b["workloads"][wl]["ops_per_s"]
         out.append(f"<tr><td>{_e(wl)}</td><td class='n'>{_e(', '.join(map(str, va)) or '-')}"
-                   f"</td><td class='n'>{_e(', '.join(map(str, vb)) or '-')}</td></tr>")
+                   f"</td><td class='n'>{_e(', '.join(map(str, vb)) or '-')}</td>"
+                   f"<td>{_e(anomaly_text(a['workloads'][wl]))}</td>"
+                   f"<td>{_e(anomaly_text(b['workloads'][wl]))}</td></tr>")
     out.append("</table>")
     out.append("<h3>Detections per workload (io_uring reports; blue expected, red forbidden, "
                "orange unlisted)</h3>")

@@ -24,6 +24,10 @@ STORMS = (("iowq-raw", "iowq --via raw --threads 4"),
           ("cq", "cq --threads 3"))
 
 
+# the driver's counters that mean something went wrong on the ring
+ANOMALIES = ("bad_cqe", "short_reads", "stalls", "errors", "duplicate_cqe", "lost_cqe")
+
+
 def storm_script(storms, secs, seed):
     """Guest shell: per storm a kernel-log marker (so reports are charged to
     it), a '## name' line and the driver's JSON line on the KTAP channel."""
@@ -78,7 +82,8 @@ def merge(booted, storms, entries):
     storm's start), each classified by the expectations; the timeline events;
     per-workload throughput; and the io_uring/module reports in full."""
     titles, events, full = collections.OrderedDict(), [], []
-    workloads = {name: {"ops_per_s": [], "start_s": None} for name, _ in storms}
+    workloads = {name: {"ops_per_s": [], "anomalies": [], "start_s": None}
+                 for name, _ in storms}
     outcomes = []
     for job, (sub, rep) in enumerate(booted):
         outcomes.append({"job": job, "outcome": rep["boot"]["outcome"],
@@ -89,6 +94,8 @@ def merge(booted, storms, entries):
         for name, j in driver_results(os.path.join(sub, "ktap.txt")).items():
             if name in workloads and j.get("seconds"):
                 workloads[name]["ops_per_s"].append(round(j["ops"] / j["seconds"]))
+                workloads[name]["anomalies"].append(
+                    {k: v for k, v in j.get("counts", {}).items() if k in ANOMALIES and v})
         for name, ts in starts.items():
             if name in workloads and ts is not None:
                 cur = workloads[name]["start_s"]
@@ -249,6 +256,13 @@ def render_evidence(side):
     return "\n".join(out)
 
 
+def anomaly_text(w):
+    total = collections.Counter()
+    for c in w.get("anomalies", []):
+        total.update(c)
+    return ", ".join(f"{k} {v}" for k, v in sorted(total.items())) or "none"
+
+
 def _fmt(w):
     if not w:
         return "-"
@@ -276,14 +290,16 @@ def render_compare(a, b):
             out.append(f"   {wl:14} {g['scope']:10} {verdict:22} {t[:68]:68} "
                        f"{_fmt((x or {}).get('by_workload', {}).get(wl)):>28} "
                        f"{_fmt((y or {}).get('by_workload', {}).get(wl)):>14}")
-    out.append("   throughput (ops/s per guest, median over jobs):")
+    out.append("   throughput (ops/s per guest, median over guests) and anomalies (driver "
+               "counters: " + ", ".join(ANOMALIES) + "):")
     for wl, _ in STORMS:
         va, vb = a["workloads"][wl]["ops_per_s"], b["workloads"][wl]["ops_per_s"]
         ma = statistics.median(va) if va else None
         mb = statistics.median(vb) if vb else None
         ratio = f"  B/A {mb / ma:.2f}" if ma and mb else ""
         out.append(f"     {wl:14} A {ma if ma is not None else '-':>10}   "
-                   f"B {mb if mb is not None else '-':>10}{ratio}")
+                   f"B {mb if mb is not None else '-':>10}{ratio:11}  anomalies A "
+                   f"{anomaly_text(a['workloads'][wl])}, B {anomaly_text(b['workloads'][wl])}")
     calls = callouts(a, b)
     out.append("   races (by expectation id, else title; all workloads and guests):")
     if not calls:

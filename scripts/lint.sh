@@ -30,7 +30,7 @@ if [ ${#cxx[@]} -gt 0 ] && ! clang-format --dry-run --Werror "${cxx[@]}"; then
 fi
 
 mapfile -t sh < <(git ls-files '*.sh' .ci/run guest/init)
-if ! shellcheck "${sh[@]}"; then
+if ! shellcheck -x "${sh[@]}"; then
 	rc=1
 fi
 [ $rc -eq 0 ] && echo "lint: clean"

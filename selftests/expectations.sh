@@ -8,16 +8,8 @@
 # KTAP on stdout; 0 pass, 1 fail, 4 skip.
 
 HERE=$(dirname "$0")
-VER=$(uname -r | sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p')
-EXPECT=${URINGRACE_EXPECT:-}
-for f in /etc/uringrace/expect "$HERE/expect/$VER.txt" "$HERE/../expect/$VER.txt"; do
-	[ -n "$EXPECT" ] && break
-	[ -r "$f" ] && EXPECT=$f
-done
-if [ -n "$EXPECT" ] && [ ! -r "$EXPECT" ]; then
-	printf 'TAP version 13\n1..1\nnot ok 1 cannot read expectations %s\n' "$EXPECT"
-	exit 1
-fi
+# shellcheck source=selftests/expect_lib.sh
+. "$HERE/expect_lib.sh"
 
 echo "TAP version 13"
 if [ -z "$EXPECT" ] || ! grep -q '^expected' "$EXPECT"; then

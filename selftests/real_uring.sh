@@ -19,16 +19,8 @@ if [ -z "$DRV" ]; then
 	DRV=$HERE/uringrace
 	[ -x "$DRV" ] || DRV=/usr/bin/uringrace
 fi
-VER=$(uname -r | sed -n 's/^\([0-9]*\.[0-9]*\).*/\1/p')
-EXPECT=${URINGRACE_EXPECT:-}
-for f in /etc/uringrace/expect "$HERE/expect/$VER.txt" "$HERE/../expect/$VER.txt"; do
-	[ -n "$EXPECT" ] && break
-	[ -r "$f" ] && EXPECT=$f
-done
-if [ -n "$EXPECT" ] && [ ! -r "$EXPECT" ]; then
-	printf 'TAP version 13\n1..1\nnot ok 1 cannot read expectations %s\n' "$EXPECT"
-	exit 1
-fi
+# shellcheck source=selftests/expect_lib.sh
+. "$HERE/expect_lib.sh"
 
 # KCSAN titles in the kernel log after the line containing $1, one per line,
 # without offsets and [module] tags: "data-race in A / B" -> "A B"

@@ -64,8 +64,8 @@ def build_selftests(kinfo, rec, workdir):
         built = os.path.join(out, n)
         files[f"usr/lib/uringrace/selftests/{n}"] = built if os.path.exists(built) \
             else os.path.join(REPO, "selftests", n)
-    files["usr/lib/uringrace/selftests/verdicts.txt"] = os.path.join(
-        REPO, "selftests", "verdicts.txt")
+    for f in ("verdicts.txt", "expect_lib.sh"):
+        files[f"usr/lib/uringrace/selftests/{f}"] = os.path.join(REPO, "selftests", f)
     edir = os.path.join(REPO, "expect")
     for f in sorted(os.listdir(edir)):
         if f.endswith(".txt"):

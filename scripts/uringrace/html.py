@@ -82,7 +82,7 @@ def _cell(g, wl):
 
 
 def _arch_section(arch, res, storms):
-    from .real import anomaly_text, callouts
+    from .real import anomaly_text, callout_lines, callouts, titles_in
     a, b = res["A"], res["B"]
     ga = {g["title"]: g for g in a["titles"]}
     gb = {g["title"]: g for g in b["titles"]}
@@ -95,9 +95,7 @@ def _arch_section(arch, res, storms):
            f"<table class='compare' id='compare-{_e(arch)}'><tr><th>workload</th><th>scope</th>"
            "<th>KCSAN title</th><th>verdict A / B</th><th>A</th><th>B</th></tr>"]
     for wl, _ in storms:
-        titles = [t for t in list(ga) + [t for t in gb if t not in ga]
-                  if wl in (ga.get(t) or {}).get("by_workload", {})
-                  or wl in (gb.get(t) or {}).get("by_workload", {})]
+        titles = titles_in(ga, gb, wl)
         if not titles:
             out.append(f"<tr><td>{_e(wl)}</td><td></td><td>(no KCSAN report)</td>"
                        "<td></td><td>-</td><td>-</td></tr>")
@@ -114,12 +112,8 @@ def _arch_section(arch, res, storms):
                        f"<td class='n a'>{_e(_cell(x, wl))}</td>"
                        f"<td class='n b'>{_e(_cell(y, wl))}</td></tr>")
     out.append("</table>")
-    calls = callouts(a, b)
     out.append("<ul class='callouts'>")
-    if not calls:
-        out.append("<li>No io_uring race differs between A and B.</li>")
-    for what, key, na, nb in calls:
-        out.append(f"<li class='callout'>{_e(what)}: {_e(key)} (A {na}x, B {nb}x)</li>")
+    out += [f"<li class='callout'>{_e(line)}</li>" for line in callout_lines(a, b)]
     out.append("</ul>")
     out.append("<table class='throughput'><tr><th>workload</th><th>A ops/s (per guest)</th>"
                "<th>B ops/s (per guest)</th><th>A anomalies</th><th>B anomalies</th></tr>")

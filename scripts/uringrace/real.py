@@ -200,6 +200,20 @@ def callouts(a, b):
     return out
 
 
+def callout_lines(a, b):
+    calls = callouts(a, b)
+    if not calls:
+        return ["no io_uring race differs between A and B"]
+    return [f"{what}: {key} (A {na}x, B {nb}x)" for what, key, na, nb in calls]
+
+
+def titles_in(ga, gb, wl):
+    """Titles with a report in workload wl on either side, A's first."""
+    return [t for t in list(ga) + [t for t in gb if t not in ga]
+            if wl in (ga.get(t) or {}).get("by_workload", {})
+            or wl in (gb.get(t) or {}).get("by_workload", {})]
+
+
 def _variant_key(r):
     return tuple(sorted((a["type"], a["reordered"], tuple(f"{f['fn']}+{f['off']}"
                                                           for f in a["stack"]))
@@ -278,9 +292,7 @@ def render_compare(a, b):
     ga = {g["title"]: g for g in a["titles"]}
     gb = {g["title"]: g for g in b["titles"]}
     for wl, _ in STORMS:
-        rows = [t for t in list(ga) + [t for t in gb if t not in ga]
-                if wl in (ga.get(t) or {}).get("by_workload", {})
-                or wl in (gb.get(t) or {}).get("by_workload", {})]
+        rows = titles_in(ga, gb, wl)
         if not rows:
             out.append(f"   {wl:14} {'':10} {'':22} {'(no KCSAN report)':68}")
         for t in rows:
@@ -300,12 +312,8 @@ def render_compare(a, b):
         out.append(f"     {wl:14} A {ma if ma is not None else '-':>10}   "
                    f"B {mb if mb is not None else '-':>10}{ratio:11}  anomalies A "
                    f"{anomaly_text(a['workloads'][wl])}, B {anomaly_text(b['workloads'][wl])}")
-    calls = callouts(a, b)
     out.append("   races (by expectation id, else title; all workloads and guests):")
-    if not calls:
-        out.append("     no io_uring race differs between A and B")
-    for what, key, na, nb in calls:
-        out.append(f"     <== {what}: {key} (A {na}x, B {nb}x)")
+    out += [f"     <== {line}" for line in callout_lines(a, b)]
     return "\n".join(out)
 
 

@@ -80,7 +80,11 @@ for c in $CASES; do
 		echo "uringrace: subtest-start $name" > /dev/kmsg
 		if [ "$mode" = litmus ]; then
 			# the store-buffering form on the guest's CPUs, no module
-			out=$("$DRV" litmus --protocol "$sc" --fence $fence --ops 8000000 \
+			# buggy: until the first witness; fixed: all of it
+			bound="--ops 8000000"
+			[ $var = buggy ] && bound=--until-witness
+			# shellcheck disable=SC2086 # bound is one or two words
+			out=$("$DRV" litmus --protocol "$sc" --fence $fence $bound \
 				--duration "$secs" --json)
 			drc=$?
 			mops=1

@@ -52,7 +52,7 @@ Result run_litmus(const Options& o, const std::string& protocol) {
         std::mt19937 rng(static_cast<unsigned>(o.seed) * 2 + t);
         for (uint32_t it = 1;; it++) {
             if (t == 0) {
-                bool stop = b.over(iters);
+                bool stop = b.over(iters) || (o.until_witness && witnesses > 0);
                 store(&s.x.v, 0u, std::memory_order_relaxed);
                 store(&s.y.v, 0u, std::memory_order_relaxed);
                 store(&s.go.v, stop ? ~0u : it, std::memory_order_release);

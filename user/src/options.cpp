@@ -39,6 +39,7 @@ std::string usage() {
          "  --variant buggy|fixed  module workloads: the kernel side\n"
          "  --mode user|user_mm    module cq_tail: who posts\n"
          "  --protocol P     litmus: sqpoll_wakeup, ringbuf_notify or both (default)\n"
+         "  --until-witness  litmus: stop at the first witness (duration: the limit)\n"
          "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
          "  --json           JSON lines\n"
@@ -96,6 +97,8 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
             o.pin = true;
         } else if (a == "--json") {
             o.json = true;
+        } else if (a == "--until-witness") {
+            o.until_witness = true;
         } else if (!value(v)) {
             err = a.rfind("--", 0) == 0 ? a + " needs a value" : "unexpected '" + a + "'";
             return std::nullopt;

@@ -28,6 +28,7 @@ struct Options {
     unsigned watchdog_ms = 100;    // stall limit
     bool json = false;             // JSON lines instead of the human summary
     std::string protocol = "both"; // litmus: sqpoll_wakeup | ringbuf_notify | both
+    bool until_witness = false;    // litmus: stop at the first witness
 };
 
 // The workloads and a line of help each.

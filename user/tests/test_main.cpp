@@ -56,6 +56,17 @@ TEST(Options, ParsesEveryKnob) {
     EXPECT_TRUE(o->json);
 }
 
+TEST(Litmus, UntilWitnessStopsAtTheFirstOne) {
+    std::string err;
+    auto o = parse({"litmus", "--fence", "off", "--duration", "30", "--until-witness"}, err);
+    ASSERT_TRUE(o) << err;
+    ASSERT_TRUE(o->until_witness);
+    // on the host CPU store buffering shows thousands of times per million
+    Result r = run_litmus(*o, "sqpoll_wakeup");
+    EXPECT_EQ(1u, r.counts["witnesses"]);
+    EXPECT_LT(r.seconds, 30.0);
+}
+
 TEST(Options, RejectsBadInputWithAReason) {
     const std::vector<std::vector<std::string>> bad = {
         {},

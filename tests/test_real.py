@@ -159,3 +159,31 @@ class HtmlInChromium(unittest.TestCase):
                       "<td>lost_cqe 4</td><td>none</td>", dom)
         json.loads(re.search(r"id=\"uringrace-data\">(.*?)</script>", dom, re.S).group(1)
                    .replace("<\\/", "</"))
+
+
+class BenchReal(unittest.TestCase):
+    def test_row_from_saved_runs(self):
+        a = side("arm64-6.1-compare-storms.console", "6.1")
+        b = side("arm64-6.12-compare-storms.console", "6.12")
+        ra = real._bench_row("arm64", "6.1", "default", "", 2, 1, [a, a], STORMS, "6")
+        self.assertEqual(ra["iowq_first_after_init"]["hits"], 2)
+        self.assertEqual(ra["workloads"]["iowq_0"]["hits"], 2)
+        self.assertEqual(ra["workloads"]["nop_4"]["hits"], 0)
+        rb = real._bench_row("arm64", "6.12", "default", "", 2, 1, [b], STORMS, "6")
+        self.assertEqual(rb["iowq_first_after_init"]["hits"], 0)
+        self.assertIsNone(rb["iowq_first_after_init"]["median_s"])
+        self.assertGreater(rb["io_uring_reports_per_min"], 0)
+        text = real._render_bench_row(ra)
+        self.assertIn("first io-wq race after /init: 2/2 runs", text)
+        self.assertIn("x the peer", text)
+
+    def test_knobs(self):
+        os.environ["KNOBS"] = "default=@2;skip200=kcsan.skip_watch=200@4"
+        try:
+            self.assertEqual(real._knobs(), [("default", "", 2),
+                                             ("skip200", "kcsan.skip_watch=200", 4)])
+            os.environ["KNOBS"] = "=x@y"
+            with self.assertRaisesRegex(PipelineError, "KNOBS"):
+                real._knobs()
+        finally:
+            del os.environ["KNOBS"]

@@ -161,9 +161,11 @@ def evidence_for_run(rep, rec, kinfo, work, outdir):
     with open(os.path.join(outdir, "evidence.txt"), "w", encoding="utf-8") as f:
         f.write(render_evidence(side) + "\n")
     io = [g for g in side["titles"] if g["scope"] == "io_uring"]
+    races = collections.Counter()
+    for g in io:
+        races[(_race_key(g), g["verdict"])] += g["count"]
     lines = [f"   io_uring races ({os.path.basename(epath) if epath else 'no expectations'}): "
-             + (", ".join(f"{g['id'] or g['title']} {g['count']}x {g['verdict']}" for g in io)
-                or "none")]
+             + (", ".join(f"{k} {n}x {v}" for (k, v), n in races.items()) or "none")]
     if any(g["verdict"] == "forbidden" for g in io):
         lines.append("   <== a race this tree's expectations forbid was reported")
     lines.append(f"   in full, symbolized: {os.path.join(outdir, 'evidence.txt')}")

@@ -132,6 +132,12 @@ class Real61IoWq(unittest.TestCase):
         self.assertEqual(len(reps), 4)
         rep = reps[0]
         self.assertEqual(report.scope(rep), "io_uring")
+        syscall = dict(rep, title="data-race in __x64_sys_io_uring_enter / percpu_counter_add",
+                       functions=["__x64_sys_io_uring_enter", "percpu_counter_add"],
+                       accesses=[])
+        self.assertEqual(report.scope(syscall), "io_uring")
+        self.assertEqual(report.scope(dict(syscall, functions=["kfree", "slob_page_alloc"])),
+                         "other")
         self.assertEqual(rep["test"], "real_uring.sh/iowq_via_raw_threads_4")
         rd, wr = rep["accesses"]
         self.assertEqual((rd["type"], rd["size"], rd["task"], rd["cpu"]), ("read", 4, 770, 1))

@@ -10,12 +10,12 @@ from . import parse
 def scope(rep):
     """Where a report belongs: 'uringrace' (the module's scenarios),
     'io_uring' (a racing function, as the title names it, is io_uring or
-    io-wq code), or 'other' (other subsystems, reached from io_uring paths or
+    io-wq code, the io_uring_* syscalls included), or 'other' (other subsystems, reached from io_uring paths or
     not: counted and listed apart)."""
     if "[uringrace]" in rep["title"] or any(
             a["stack"] and a["stack"][0].get("module") == "uringrace" for a in rep["accesses"]):
         return "uringrace"
-    if any(n.startswith(("io_", "__io_")) for n in rep["functions"]):
+    if any(n.startswith(("io_", "__io_")) or "io_uring" in n for n in rep["functions"]):
         return "io_uring"
     return "other"
 

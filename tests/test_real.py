@@ -28,11 +28,11 @@ def side(name, version):
     with open(os.path.join(HERE, "logs", name), encoding="utf-8") as f:
         con = parse.parse_console(f.read())
     rep = {"boot": {"outcome": "pass", "reason": "status 0", "seconds": 1.0}, **con}
-    entries = expect.load(expect.path_for(version))
+    epath, entries = expect.for_version(version)
     s = real.merge([(os.path.join(HERE, "logs", "none"), rep)], STORMS, entries)
     s["reports"] = s.pop("full")
     s.update(arch="arm64", tree=f"debian:{version}", version=version, jobs=1,
-             seconds_per_storm=6, expect=expect.path_for(version))
+             seconds_per_storm=6, expect=epath)
     return s
 
 

@@ -18,6 +18,11 @@ def busybox_for(rec):
     return path
 
 
+def kmod_path(workdir):
+    """Where build_kmod leaves uringrace.ko for this work dir."""
+    return os.path.join(workdir, "src", "kmod", "uringrace.ko")
+
+
 def build_kmod(kinfo, rec, workdir):
     """Copy kmod/ and include/ next to each other under workdir (one copy per
     arch and kernel, so builds for two arches never share objects)."""
@@ -38,7 +43,7 @@ def build_kmod(kinfo, rec, workdir):
         warnings = [line.rstrip() for line in f if "warning:" in line]
     if warnings:
         raise PipelineError("uringrace.ko built with warnings:\n  " + "\n  ".join(warnings))
-    ko = os.path.join(src, "kmod", "uringrace.ko")
+    ko = kmod_path(workdir)
     if not os.path.isfile(ko):
         raise PipelineError(f"kbuild did not produce {ko}")
     return ko
@@ -64,7 +69,7 @@ def build_selftests(kinfo, rec, workdir):
         built = os.path.join(out, n)
         files[f"usr/lib/uringrace/selftests/{n}"] = built if os.path.exists(built) \
             else os.path.join(REPO, "selftests", n)
-    for f in ("verdicts.txt", "expect_lib.sh"):
+    for f in ("verdicts.txt", "lib.sh"):
         files[f"usr/lib/uringrace/selftests/{f}"] = os.path.join(REPO, "selftests", f)
     edir = os.path.join(REPO, "expect")
     for f in sorted(os.listdir(edir)):

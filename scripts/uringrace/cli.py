@@ -128,13 +128,12 @@ def _symbolize_step(arch, rep, rec, kinfo, work):
     """faddr2line with this build's module (and cross binutils on arm64): the
     top frame of the module's KCSAN reports must come back as kmod/<file>.c:line."""
     import re
-    from . import symbolize
+    from . import artifacts, symbolize
     mods = [r for r in rep["reports"] if report.scope(r) == "uringrace"][:4]
     name = f"{arch}: KCSAN stacks symbolized to file:line (faddr2line)"
     if not mods:
         return name, False, "no module KCSAN report in this run to symbolize"
-    symbolize.symbolize(mods, kinfo, rec,
-                        {"uringrace": os.path.join(work, "src", "kmod", "uringrace.ko")})
+    symbolize.symbolize(mods, kinfo, rec, {"uringrace": artifacts.kmod_path(work)})
     tops = [a["stack"][0] for r in mods for a in r["accesses"] if a["stack"]]
     good = [t for t in tops if t.get("where")
             and re.match(r"(\(inlined by\) )?kmod/\w+\.c:\d+ ", t["where"][-1])]
@@ -332,27 +331,12 @@ BENCH_DRIVER = (
 )
 
 
-def _driver_script(runs, mark=False):
+def _driver_script(runs):
     """Guest shell running the driver once per (label, argv): a '## label'
-    line, then its JSON line; with mark, a /dev/kmsg marker first so the host
-    charges KCSAN reports to that run."""
-    parts = []
-    for i, (label, argv) in enumerate(runs):
-        marker = f"echo 'uringrace: subtest-start {argv[0]}_{i}' > /dev/kmsg; " if mark else ""
-        parts.append(f"{marker}echo '## {label}'; /usr/bin/uringrace {' '.join(argv)} --json")
+    line, then its JSON line (read back by real.driver_results)."""
+    parts = [f"echo '## {label}'; /usr/bin/uringrace {' '.join(argv)} --json"
+             for label, argv in runs]
     return "; ".join(parts) + "; true"
-
-
-def _labelled_json(ktap_path):
-    """[(label, driver JSON)] from the KTAP stream of a _driver_script run."""
-    got, label = [], None
-    with open(ktap_path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("## "):
-                label = line[3:].strip()
-            elif line.startswith("{") and label:
-                got.append((label, json.loads(line)))
-    return got
 
 
 def _bench_driver_rows(where, lines):
@@ -393,7 +377,7 @@ def cmd_bench_driver(args):
         script = "insmod /lib/modules/uringrace.ko; " + _driver_script(runs)
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
                         cmd=script)
-        got = _labelled_json(os.path.join(rd, arch, "ktap.txt"))
+        got = list(real.driver_results(os.path.join(rd, arch, "ktap.txt")).items())
         results[arch] = got
         if rep["boot"]["outcome"] != "pass":
             print(f"{arch}: guest {rep['boot']['outcome']}: {rep['boot']['reason']}")

@@ -45,3 +45,10 @@ def classify(functions, entries):
         if fns and fns <= e["functions"]:
             return e["verdict"], e["id"]
     return "unlisted", None
+
+
+def for_version(version, override=None):
+    """(path, entries) for a tree: its expectation file and what it says;
+    (None, []) when it has none."""
+    path = path_for(version, override)
+    return path, load(path) if path else []

@@ -10,7 +10,7 @@ import os
 import statistics
 import threading
 
-from . import expect, html, report, symbolize
+from . import artifacts, expect, html, report, symbolize
 from .common import PipelineError, log
 from .guest import boot_once, guest_parts, run_dir
 
@@ -39,7 +39,8 @@ def storm_script(storms, secs, seed):
 
 
 def driver_results(ktap_path):
-    """{name: driver JSON} from a storm_script run's KTAP stream."""
+    """{name: driver JSON} from the KTAP stream of a run that prints '## name'
+    before each driver JSON line (storm_script, cli's bench-driver script)."""
     got, name = {}, None
     if not os.path.exists(ktap_path):
         return got
@@ -139,14 +140,12 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
     merged side (see the keys below)."""
     parts = guest_parts(args, arch)
     rec, kinfo = parts[0], parts[1]
-    epath = expect.path_for(kinfo.get("version"), expect_file)
-    entries = expect.load(epath) if epath else []
+    epath, entries = expect.for_version(kinfo.get("version"), expect_file)
     booted = _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0)
     side = merge(booted, storms, entries)
     full = side.pop("full")
     if symbols and full:
-        ko = os.path.join(parts[2], "src", "kmod", "uringrace.ko")
-        n = symbolize.symbolize(full, kinfo, rec, {"uringrace": ko})
+        n = symbolize.symbolize(full, kinfo, rec, {"uringrace": artifacts.kmod_path(parts[2])})
         log(f"{arch}: {n} distinct frames placed to file:line by faddr2line")
     side.update(arch=arch, tree=kinfo.get("identity"), version=kinfo.get("version"),
                 expect=epath, jobs=jobs, seconds_per_storm=int(secs), reports=full)
@@ -156,13 +155,11 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
 def evidence_for_run(rep, rec, kinfo, work, outdir):
     """For 'run': the io_uring reports of the selftests' guest, classified and
     symbolized, into outdir/evidence.txt; return a short summary."""
-    epath = expect.path_for(kinfo.get("version"), os.environ.get("EXPECT"))
-    entries = expect.load(epath) if epath else []
+    epath, entries = expect.for_version(kinfo.get("version"), os.environ.get("EXPECT"))
     side = merge([(outdir, rep)], (), entries)
     full = [r for r in side.pop("full") if report.scope(r) == "io_uring"]
     if full:
-        symbolize.symbolize(full, kinfo, rec,
-                            {"uringrace": os.path.join(work, "src", "kmod", "uringrace.ko")})
+        symbolize.symbolize(full, kinfo, rec, {"uringrace": artifacts.kmod_path(work)})
     side.update(arch=rep["arch"], tree=kinfo.get("identity"), expect=epath, reports=full)
     with open(os.path.join(outdir, "evidence.txt"), "w", encoding="utf-8") as f:
         f.write(render_evidence(side) + "\n")
@@ -194,17 +191,14 @@ def callouts(a, b):
         for g in side["titles"]:
             if g["scope"] == "io_uring":
                 c[_race_key(g)] += g["count"]
-    out = []
-    for k in ra:
-        if k not in rb:
-            out.append(("gone in B", k, ra[k], 0))
-    for k in rb:
-        if k not in ra:
-            out.append(("NEW in B", k, 0, rb[k]))
+    out = [("gone in B", k, ra[k], 0) for k in ra if k not in rb]
+    out += [("NEW in B", k, 0, rb[k]) for k in rb if k not in ra]
     for label, side in (("A", a), ("B", b)):
+        forbidden = collections.Counter()
         for g in side["titles"]:
             if g["verdict"] == "forbidden":
-                out.append((f"FORBIDDEN in {label}", _race_key(g), g["count"], g["count"]))
+                forbidden[_race_key(g)] += g["count"]
+        out += [(f"FORBIDDEN in {label}", k, n, n) for k, n in forbidden.items()]
     return out
 
 

@@ -15,6 +15,17 @@ LINE_RE = re.compile(r"^(?P<inl>\(inlined by\) )?(?P<fn>\S+) at (?P<loc>\S+)(?: 
 CHUNK = 200
 
 
+def _frames(reports):
+    for r in reports:
+        for a in r["accesses"]:
+            yield from a["stack"]
+
+
+def _key(frame):
+    """The frame as KCSAN printed it and faddr2line takes it: fn+off/len."""
+    return f"{frame['fn']}+{frame['off']}/{frame['len']}"
+
+
 def _object(frame, vmlinux, modules):
     mod = frame.get("module")
     return modules.get(mod) if mod else vmlinux
@@ -63,24 +74,16 @@ def symbolize(reports, kinfo, rec, modules=None):
         log("no faddr2line or vmlinux for this build: stacks left as symbols")
         return 0
     wanted = {}
-    for r in reports:
-        for a in r["accesses"]:
-            for fr in a["stack"]:
-                obj = _object(fr, vmlinux, modules)
-                if obj and os.path.isfile(obj):
-                    wanted.setdefault(obj, set()).add(f"{fr['fn']}+{fr['off']}/{fr['len']}")
+    for fr in _frames(reports):
+        obj = _object(fr, vmlinux, modules)
+        if obj and os.path.isfile(obj):
+            wanted.setdefault(obj, set()).add(_key(fr))
     roots = [src, kinfo.get("objdir")] + [os.path.dirname(os.path.dirname(m))
                                             for m in modules.values()]
     resolved = {obj: resolve(script, obj, frames, rec.get("CROSS_COMPILE", ""), roots)
                 for obj, frames in wanted.items()}
-    n = 0
-    for r in reports:
-        for a in r["accesses"]:
-            for fr in a["stack"]:
-                obj = _object(fr, vmlinux, modules)
-                where = resolved.get(obj, {}).get(f"{fr['fn']}+{fr['off']}/{fr['len']}")
-                if where:
-                    fr["where"] = where
-    for v in resolved.values():
-        n += sum(1 for w in v.values() if w)
-    return n
+    for fr in _frames(reports):
+        where = resolved.get(_object(fr, vmlinux, modules), {}).get(_key(fr))
+        if where:
+            fr["where"] = where
+    return sum(1 for v in resolved.values() for w in v.values() if w)

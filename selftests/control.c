@@ -22,18 +22,7 @@
 #include <linux/uringrace.h>
 
 #include "kselftest_harness.h"
-
-static const char *module_path(void)
-{
-	const char *p = getenv("URINGRACE_KO");
-
-	if (p)
-		return p;
-	/* an installed collection (run_kselftest.sh runs in its directory) */
-	if (!access("./uringrace.ko", R_OK))
-		return "./uringrace.ko";
-	return "/lib/modules/uringrace.ko";
-}
+#include "module_path.h"
 
 static int load_module(void)
 {
@@ -41,7 +30,7 @@ static int load_module(void)
 
 	if (!access(URINGRACE_DEV, F_OK))
 		return 0;
-	snprintf(cmd, sizeof(cmd), "insmod %s", module_path());
+	snprintf(cmd, sizeof(cmd), "insmod %s", ur_module_path());
 	return system(cmd);
 }
 
@@ -92,7 +81,7 @@ FIXTURE(dev) {
 
 FIXTURE_SETUP(dev)
 {
-	ASSERT_EQ(0, load_module()) TH_LOG("cannot load %s", module_path());
+	ASSERT_EQ(0, load_module()) TH_LOG("cannot load %s", ur_module_path());
 	self->fd = open(URINGRACE_DEV, O_RDWR);
 	ASSERT_LE(0, self->fd);
 }
@@ -281,7 +270,7 @@ TEST(unload_refused_during_run_then_clean)
 	close(fd);
 	EXPECT_EQ(0, system("rmmod uringrace"));
 	EXPECT_NE(0, access(URINGRACE_DEV, F_OK));
-	snprintf(cmd, sizeof(cmd), "insmod %s", module_path());
+	snprintf(cmd, sizeof(cmd), "insmod %s", ur_module_path());
 	ASSERT_EQ(0, system(cmd));
 }
 

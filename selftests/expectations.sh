@@ -8,8 +8,9 @@
 # KTAP on stdout; 0 pass, 1 fail, 4 skip.
 
 HERE=$(dirname "$0")
-# shellcheck source=selftests/expect_lib.sh
-. "$HERE/expect_lib.sh"
+# shellcheck source=selftests/lib.sh
+. "$HERE/lib.sh"
+find_expect
 
 echo "TAP version 13"
 if [ -z "$EXPECT" ] || ! grep -q '^expected' "$EXPECT"; then

@@ -13,14 +13,9 @@
 
 SECS=${URINGRACE_STORM_SECONDS:-3}
 HERE=$(dirname "$0")
-# an installed collection carries the driver (make -C selftests install DRIVER=...)
-DRV=${URINGRACE_DRIVER:-}
-if [ -z "$DRV" ]; then
-	DRV=$HERE/uringrace
-	[ -x "$DRV" ] || DRV=/usr/bin/uringrace
-fi
-# shellcheck source=selftests/expect_lib.sh
-. "$HERE/expect_lib.sh"
+# shellcheck source=selftests/lib.sh
+. "$HERE/lib.sh"
+find_expect
 
 # KCSAN titles in the kernel log after the line containing $1, one per line,
 # without offsets and [module] tags: "data-race in A / B" -> "A B"

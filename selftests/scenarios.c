@@ -21,6 +21,7 @@
 #include <linux/uringrace.h>
 
 #include "kselftest_harness.h"
+#include "module_path.h"
 
 #define MAX_FUNCS	8
 static const char *const an_names[URINGRACE_AN_MAX] = {
@@ -193,13 +194,9 @@ FIXTURE_SETUP(scenario)
 	struct uringrace_version v = { .size = sizeof(v) };
 
 	if (access(URINGRACE_DEV, F_OK)) {
-		const char *ko = getenv("URINGRACE_KO");
 		char cmd[512];
 
-		if (!ko)
-			ko = access("./uringrace.ko", R_OK) ? "/lib/modules/uringrace.ko" :
-							       "./uringrace.ko";
-		snprintf(cmd, sizeof(cmd), "insmod %s", ko);
+		snprintf(cmd, sizeof(cmd), "insmod %s", ur_module_path());
 		ASSERT_EQ(0, system(cmd));
 	}
 	self->fd = open(URINGRACE_DEV, O_RDWR);

@@ -9,18 +9,8 @@
 
 HERE=$(dirname "$0")
 VERDICTS=${URINGRACE_VERDICTS:-$HERE/verdicts.txt}
-# an installed collection carries the driver and the module (make -C selftests
-# install DRIVER=... KO=...)
-DRV=${URINGRACE_DRIVER:-}
-if [ -z "$DRV" ]; then
-	DRV=$HERE/uringrace
-	[ -x "$DRV" ] || DRV=/usr/bin/uringrace
-fi
-KO=${URINGRACE_KO:-}
-if [ -z "$KO" ]; then
-	KO=$HERE/uringrace.ko
-	[ -r "$KO" ] || KO=/lib/modules/uringrace.ko
-fi
+# shellcheck source=selftests/lib.sh
+. "$HERE/lib.sh"
 
 arch=$(uname -m)
 [ "$arch" = aarch64 ] && arch=arm64

@@ -86,8 +86,9 @@ def _arch_section(arch, res, storms):
     a, b = res["A"], res["B"]
     ga = {g["title"]: g for g in a["titles"]}
     gb = {g["title"]: g for g in b["titles"]}
-    gone = {k for what, k, _, _ in callouts(a, b) if what == "gone in B"}
-    new = {k for what, k, _, _ in callouts(a, b) if what == "NEW in B"}
+    calls = callouts(a, b)
+    gone = {k for what, k, _, _ in calls if what == "gone in B"}
+    new = {k for what, k, _, _ in calls if what == "NEW in B"}
     out = [f"<h2>{_e(arch)}</h2>",
            f"<p>A = {_e(a['tree'])} ({_e(', '.join(o['outcome'] for o in a['outcomes']))}), "
            f"B = {_e(b['tree'])} ({_e(', '.join(o['outcome'] for o in b['outcomes']))}); "
@@ -113,7 +114,7 @@ def _arch_section(arch, res, storms):
                        f"<td class='n b'>{_e(_cell(y, wl))}</td></tr>")
     out.append("</table>")
     out.append("<ul class='callouts'>")
-    out += [f"<li class='callout'>{_e(line)}</li>" for line in callout_lines(a, b)]
+    out += [f"<li class='callout'>{_e(line)}</li>" for line in callout_lines(calls)]
     out.append("</ul>")
     out.append("<table class='throughput'><tr><th>workload</th><th>A ops/s (per guest)</th>"
                "<th>B ops/s (per guest)</th><th>A anomalies</th><th>B anomalies</th></tr>")

@@ -202,8 +202,8 @@ def callouts(a, b):
     return out
 
 
-def callout_lines(a, b):
-    calls = callouts(a, b)
+def callout_lines(calls):
+    """callouts() as lines of text."""
     if not calls:
         return ["no io_uring race differs between A and B"]
     return [f"{what}: {key} (A {na}x, B {nb}x)" for what, key, na, nb in calls]
@@ -315,7 +315,7 @@ def render_compare(a, b):
                    f"B {mb if mb is not None else '-':>10}{ratio:11}  anomalies A "
                    f"{anomaly_text(a['workloads'][wl])}, B {anomaly_text(b['workloads'][wl])}")
     out.append("   races (by expectation id, else title; all workloads and guests):")
-    out += [f"     <== {line}" for line in callout_lines(a, b)]
+    out += [f"     <== {line}" for line in callout_lines(callouts(a, b))]
     return "\n".join(out)
 
 

@@ -27,12 +27,25 @@
 #define UR_DEFAULT_WATCHDOG_MS	200
 #define UR_MAX_WATCHDOG_MS	10000
 
-static const struct ur_scenario *const ur_scenarios[URINGRACE_SC_MAX] = {
-	[URINGRACE_SC_IOWQ_FLAGS] = &ur_sc_iowq_flags,
-	[URINGRACE_SC_SQ_HEAD] = &ur_sc_sq_head,
-	[URINGRACE_SC_SQPOLL_WAKEUP] = &ur_sc_sqpoll_wakeup,
-	[URINGRACE_SC_CQ_TAIL] = &ur_sc_cq_tail,
-	[URINGRACE_SC_RINGBUF_NOTIFY] = &ur_sc_ringbuf_notify,
+/* the scenario list (uapi/linux/uringrace_list.h), expanded */
+struct ur_sc_entry {
+	const char *name;
+	unsigned int modes;
+	enum uringrace_anomaly anomaly;	/* what the scenario's own detector counts */
+	const struct ur_scenario *sc;
+};
+
+static const struct ur_sc_entry ur_scenarios[URINGRACE_SC_MAX] = {
+#define URINGRACE_SCENARIO(ID, nm, md, an, ...)			\
+	[URINGRACE_SC_##ID] = { .name = #nm, .modes = (md),		\
+				.anomaly = URINGRACE_AN_##an, .sc = &ur_sc_##ID },
+#include <uapi/linux/uringrace_list.h>
+};
+
+static const char *const ur_anomaly_names[URINGRACE_AN_MAX] = {
+#define URINGRACE_ANOMALY(ID, nm, ...)	\
+	[URINGRACE_AN_##ID] = #nm,
+#include <uapi/linux/uringrace_list.h>
 };
 
 struct ur_thread {
@@ -118,7 +131,7 @@ int ur_spawn(struct ur_run *run, int (*fn)(void *), void *arg, const char *role)
 		return -E2BIG;
 	box->th[i] = (struct ur_thread){ .run = run, .fn = fn, .arg = arg };
 	task = kthread_create(ur_thread_main, &box->th[i], "ur/%s/%s",
-			      run->sc->name, role);
+			      ur_scenarios[run->cfg.scenario].name, role);
 	if (IS_ERR(task))
 		return PTR_ERR(task);
 	get_task_struct(task);
@@ -194,7 +207,7 @@ static void ur_run_free(struct ur_run_box *box)
 
 static int ur_start(struct ur_file *uf)
 {
-	const struct ur_scenario *sc = ur_scenarios[uf->cfg.scenario];
+	const struct ur_scenario *sc = ur_scenarios[uf->cfg.scenario].sc;
 	struct ur_run_box *box;
 	struct ur_run *run;
 	unsigned int i;
@@ -255,8 +268,6 @@ static void ur_fill_stats(struct ur_run *run, struct uringrace_stats *st)
 	st->first_anomaly_ns = atomic64_read(&run->first_anomaly_ns);
 	st->elapsed_ns = min(now, run->end_ns) - run->start_ns;
 	st->kcsan_reports = atomic64_read(&run->kcsan_reports);
-	st->kcsan_matched = atomic64_read(&run->kcsan_matched);
-	st->first_kcsan_ns = atomic64_read(&run->first_kcsan_ns);
 }
 
 /* ---- ioctls ---- */
@@ -289,14 +300,12 @@ static long ur_ioctl_version(void __user *arg)
 
 static int ur_validate(struct uringrace_config *c)
 {
-	const struct ur_scenario *sc;
-
 	if (c->scenario < 1 || c->scenario >= URINGRACE_SC_MAX)
 		return -EINVAL;
-	sc = ur_scenarios[c->scenario];
-	if (c->variant > URINGRACE_VAR_FIXED)
+	if (c->variant >= URINGRACE_VAR_MAX)
 		return -EINVAL;
-	if (c->mode > URINGRACE_MODE_USER_MM || !(sc->modes & BIT(c->mode)))
+	if (c->mode >= URINGRACE_MODE_MAX ||
+	    !(ur_scenarios[c->scenario].modes & BIT(c->mode)))
 		return -EINVAL;
 	if (c->threads < 1 || c->threads > URINGRACE_MAX_THREADS)
 		return -EINVAL;
@@ -449,39 +458,23 @@ static struct miscdevice ur_misc = {
 
 /* ---- KCSAN reports, from the console tracepoint ---- */
 
-static bool ur_names_scenario(const struct ur_scenario *sc, const char *buf, size_t len)
-{
-	const char *const *f;
-
-	for (f = sc->funcs; *f; f++)
-		if (strnstr(buf, *f, len))
-			return true;
-	return false;
-}
-
+/*
+ * Counts only: which report is whose race is decided in user space, on both
+ * accesses, from the whole report (one console line reaches us at a time).
+ */
 static void ur_probe_console(void *ignore, const char *buf, size_t len)
 {
 	struct ur_run_box *box;
 	unsigned long flags;
-	u64 now = ktime_get_ns();
 
 	if (!strnstr(buf, "BUG: KCSAN: ", len))
 		return;
 	/* never spin here: a report printed under the lock would deadlock */
 	if (!spin_trylock_irqsave(&ur_runs_lock, flags))
 		return;
-	list_for_each_entry(box, &ur_runs, node) {
-		struct ur_run *run = &box->run;
-
-		if (!atomic_read(&run->workers_live))
-			continue;
-		atomic64_inc(&run->kcsan_reports);
-		if (ur_names_scenario(run->sc, buf, len)) {
-			atomic64_inc(&run->kcsan_matched);
-			atomic64_cmpxchg(&run->first_kcsan_ns, 0,
-					 max_t(u64, now - run->start_ns, 1));
-		}
-	}
+	list_for_each_entry(box, &ur_runs, node)
+		if (atomic_read(&box->run.workers_live))
+			atomic64_inc(&box->run.kcsan_reports);
 	spin_unlock_irqrestore(&ur_runs_lock, flags);
 }
 
@@ -495,9 +488,6 @@ static void ur_find_console_tp(struct tracepoint *tp, void *priv)
 
 static int ur_stats_show(struct seq_file *m, void *v)
 {
-	static const char *const an[URINGRACE_AN_MAX] = {
-		"lost_update", "torn_sqe", "stale_cqe", "lost_wakeup", "lost_notify",
-	};
 	struct uringrace_stats st;
 	struct ur_run_box *box;
 	unsigned int i;
@@ -506,29 +496,32 @@ static int ur_stats_show(struct seq_file *m, void *v)
 	list_for_each_entry(box, &ur_runs, node) {
 		ur_fill_stats(&box->run, &st);
 		seq_printf(m, "run %u scenario %s variant %s mode %u running %u ops %llu",
-			   box->id, box->run.sc->name,
+			   box->id, ur_scenarios[box->run.cfg.scenario].name,
 			   ur_fixed(&box->run) ? "fixed" : "buggy",
 			   box->run.cfg.mode, st.running, st.ops);
 		for (i = 0; i < URINGRACE_AN_MAX; i++)
-			seq_printf(m, " %s %llu", an[i], st.anomalies[i]);
-		seq_printf(m, " kcsan %llu kcsan_matched %llu\n",
-			   st.kcsan_reports, st.kcsan_matched);
+			seq_printf(m, " %s %llu", ur_anomaly_names[i], st.anomalies[i]);
+		seq_printf(m, " kcsan %llu\n", st.kcsan_reports);
 	}
 	spin_unlock_irq(&ur_runs_lock);
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(ur_stats);
 
-/* scenario id, name and the functions its KCSAN reports name, for tests */
+/*
+ * "id name anomaly race..." per scenario: the anomaly its own detector
+ * counts, and the race signatures its KCSAN reports match
+ */
 static int ur_scenarios_show(struct seq_file *m, void *v)
 {
-	const char *const *f;
+	const char *const *r;
 	unsigned int i;
 
 	for (i = 1; i < URINGRACE_SC_MAX; i++) {
-		seq_printf(m, "%u %s", i, ur_scenarios[i]->name);
-		for (f = ur_scenarios[i]->funcs; *f; f++)
-			seq_printf(m, " %s", *f);
+		seq_printf(m, "%u %s %s", i, ur_scenarios[i].name,
+			   ur_anomaly_names[ur_scenarios[i].anomaly]);
+		for (r = ur_scenarios[i].sc->races; *r; r++)
+			seq_printf(m, " %s", *r);
 		seq_putc(m, '\n');
 	}
 	return 0;

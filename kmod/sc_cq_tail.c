@@ -149,14 +149,13 @@ static int ur_cq_tail_start(struct ur_run *run)
 	}
 }
 
-static const char *const ur_cq_tail_funcs[] = {
-	"ur_io_cqring_fill_event", "ur_cq_app_reap", "ur_io_wq_post_cqe", NULL,
+/* the CQE store, moved past the tail publish, against the reap */
+static const char *const ur_cq_tail_races[] = {
+	"ur_io_cqring_fill_event:write:plain,reordered,size=8/ur_cq_app_reap:read:plain,size=8",
+	NULL,
 };
 
-const struct ur_scenario ur_sc_cq_tail = {
-	.name = "cq_tail",
-	.funcs = ur_cq_tail_funcs,
-	.modes = BIT(URINGRACE_MODE_KTHREAD) | BIT(URINGRACE_MODE_USER) |
-		 BIT(URINGRACE_MODE_USER_MM),
+const struct ur_scenario ur_sc_CQ_TAIL = {
+	.races = ur_cq_tail_races,
 	.start = ur_cq_tail_start,
 };

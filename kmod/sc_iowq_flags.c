@@ -213,16 +213,14 @@ static void ur_iowq_cleanup(struct ur_run *run)
 	kfree(run->priv);
 }
 
-static const char *const ur_iowq_funcs[] = {
-	"ur_io_worker_handle_work", "ur_io_wq_activate_free_worker",
-	"ur_io_wq_worker_running", "ur_io_wq_worker_sleeping",
-	"ur_io_wq_exit_marker", NULL,
+/* any two of the model's flag accesses (plain, the 4-byte flags word) */
+static const char *const ur_iowq_races[] = {
+	"ur_io_worker_handle_work|ur_io_wq_activate_free_worker|ur_io_wq_worker_running|ur_io_wq_worker_sleeping|ur_io_wq_exit_marker:any:plain,size=4",
+	NULL,
 };
 
-const struct ur_scenario ur_sc_iowq_flags = {
-	.name = "iowq_flags",
-	.funcs = ur_iowq_funcs,
-	.modes = BIT(URINGRACE_MODE_KTHREAD),
+const struct ur_scenario ur_sc_IOWQ_FLAGS = {
+	.races = ur_iowq_races,
 	.start = ur_iowq_start,
 	.cleanup = ur_iowq_cleanup,
 };

@@ -127,13 +127,13 @@ static int ur_ringbuf_start(struct ur_run *run)
 			     "consumer", run);
 }
 
-static const char *const ur_ringbuf_funcs[] = {
-	"ur_bpf_ringbuf_commit", "ur_ringbuf_consume", NULL,
+/* every access is marked: KCSAN is not this scenario's detector */
+static const char *const ur_ringbuf_races[] = {
+	"ur_bpf_ringbuf_commit|ur_ringbuf_consume:any",
+	NULL,
 };
 
-const struct ur_scenario ur_sc_ringbuf_notify = {
-	.name = "ringbuf_notify",
-	.funcs = ur_ringbuf_funcs,
-	.modes = BIT(URINGRACE_MODE_KTHREAD) | BIT(URINGRACE_MODE_USER),
+const struct ur_scenario ur_sc_RINGBUF_NOTIFY = {
+	.races = ur_ringbuf_races,
 	.start = ur_ringbuf_start,
 };

@@ -103,13 +103,13 @@ static int ur_sq_head_start(struct ur_run *run)
 	return ur_start_pair(run, ur_io_sq_thread, "sqthread", ur_sq_app_submit, "app", run);
 }
 
-static const char *const ur_sq_head_funcs[] = {
-	"ur_io_sq_thread", "ur_sq_app_submit", NULL,
+/* the SQE read, moved past the head publish, against the refill */
+static const char *const ur_sq_head_races[] = {
+	"ur_io_sq_thread:read:plain,reordered,size=8/ur_sq_app_submit:write:plain,size=8",
+	NULL,
 };
 
-const struct ur_scenario ur_sc_sq_head = {
-	.name = "sq_head",
-	.funcs = ur_sq_head_funcs,
-	.modes = BIT(URINGRACE_MODE_KTHREAD) | BIT(URINGRACE_MODE_USER),
+const struct ur_scenario ur_sc_SQ_HEAD = {
+	.races = ur_sq_head_races,
 	.start = ur_sq_head_start,
 };

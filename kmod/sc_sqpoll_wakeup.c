@@ -152,14 +152,14 @@ static void ur_sqpoll_cleanup(struct ur_run *run)
 	kfree(run->priv);
 }
 
-static const char *const ur_sqpoll_funcs[] = {
-	"ur_io_sq_thread_wait", "ur_sq_app_submit_wakeup", NULL,
+/* every access is marked: KCSAN is not this scenario's detector */
+static const char *const ur_sqpoll_races[] = {
+	"ur_io_sq_thread_wait|ur_sq_app_submit_wakeup:any",
+	NULL,
 };
 
-const struct ur_scenario ur_sc_sqpoll_wakeup = {
-	.name = "sqpoll_wakeup",
-	.funcs = ur_sqpoll_funcs,
-	.modes = BIT(URINGRACE_MODE_KTHREAD) | BIT(URINGRACE_MODE_USER),
+const struct ur_scenario ur_sc_SQPOLL_WAKEUP = {
+	.races = ur_sqpoll_races,
 	.start = ur_sqpoll_start,
 	.cleanup = ur_sqpoll_cleanup,
 };

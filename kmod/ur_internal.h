@@ -18,11 +18,18 @@ struct ur_run;
 /* two roles of up to URINGRACE_MAX_THREADS each, plus helpers */
 #define UR_MAX_RUN_THREADS	(2 * URINGRACE_MAX_THREADS + 2)
 
+/*
+ * A scenario's kernel side. Its name, id and modes come from the list
+ * (include/uapi/linux/uringrace_list.h); its file, sc_<name>.c, defines
+ * ur_sc_<ID> with what only it knows.
+ */
 struct ur_scenario {
-	const char *name;
-	/* functions a KCSAN title must name to count as this scenario's race */
-	const char *const *funcs;
-	unsigned int modes;		/* BIT(URINGRACE_MODE_*) supported */
+	/*
+	 * The seed's race as KCSAN reports it, one signature per accepted
+	 * pair of accesses, NULL-terminated; the grammar and the one matcher
+	 * are in selftests/kcsan_match.h. Shown in debugfs for the tests.
+	 */
+	const char *const *races;
 	/* allocate state and spawn threads with ur_spawn(); 0 or -errno */
 	int (*start)(struct ur_run *run);
 	/* free what start allocated; threads are already stopped */
@@ -42,8 +49,6 @@ struct ur_run {
 	atomic64_t anomalies[URINGRACE_AN_MAX];
 	atomic64_t first_anomaly_ns;
 	atomic64_t kcsan_reports;
-	atomic64_t kcsan_matched;
-	atomic64_t first_kcsan_ns;
 	atomic_t workers_live;		/* threads still inside their work loop */
 	wait_queue_head_t wq;		/* scenario use: sleeps and wake-ups */
 	struct uringrace_ring_hdr *ring;/* MODE_USER: the mmap'ed ring */
@@ -73,10 +78,10 @@ static inline bool ur_fixed(const struct ur_run *run)
 	return run->cfg.variant == URINGRACE_VAR_FIXED;
 }
 
-extern const struct ur_scenario ur_sc_iowq_flags;
-extern const struct ur_scenario ur_sc_sq_head;
-extern const struct ur_scenario ur_sc_sqpoll_wakeup;
-extern const struct ur_scenario ur_sc_cq_tail;
-extern const struct ur_scenario ur_sc_ringbuf_notify;
+/* kmod/sc_<name>.c defines ur_sc_<ID> (ur_sc_CQ_TAIL for cq_tail) */
+extern const struct ur_scenario
+#define URINGRACE_SCENARIO(ID, ...) ur_sc_##ID,
+#include <uapi/linux/uringrace_list.h>
+	ur_sc_NONE;	/* never defined: ends the list */
 
 #endif /* _URINGRACE_INTERNAL_H */

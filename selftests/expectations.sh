@@ -22,7 +22,7 @@ inverted=${TMPDIR:-/tmp}/uringrace-inverted.$$
 sed -n 's/^expected/forbidden/p' "$EXPECT" > "$inverted"
 ids=$(awk '{ print $2 }' "$inverted" | tr '\n' ' ')
 out=$(URINGRACE_EXPECT="$inverted" URINGRACE_STORM_SECONDS=${URINGRACE_STORM_SECONDS:-8} \
-	URINGRACE_STORMS="iowq --via raw --threads 4" "$HERE/real_uring.sh")
+	URINGRACE_STORMS="$(storms check | grep '^iowq-raw ')" "$HERE/real_uring.sh")
 src=$?
 rm -f "$inverted"
 echo "$out" | sed 's/^/# /'

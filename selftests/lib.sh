@@ -32,3 +32,60 @@ find_expect() {
 		exit 1
 	fi
 }
+
+# The guest's arch (arm64, x86_64) and the accelerator the host booted it
+# with (uringrace.accel= on the kernel command line, else "?").
+ARCH=$(uname -m)
+[ "$ARCH" = aarch64 ] && ARCH=arm64
+ACCEL=$(sed -n 's/.*uringrace\.accel=\([a-z0-9]*\).*/\1/p' /proc/cmdline 2>/dev/null)
+[ -n "$ACCEL" ] || ACCEL="?"
+VERDICTS=${URINGRACE_VERDICTS:-$HERE/verdicts.txt}
+STORMS_FILE=${URINGRACE_STORMS_FILE:-$HERE/storms.txt}
+
+# verdict SCENARIO VARIANT MODE -> "expect seconds": the first row of
+# verdicts.txt that fits this arch and accelerator (the shell's one reader)
+verdict() {
+	awk -v s="$1" -v v="$2" -v m="$3" -v a="$ARCH" -v c="$ACCEL" '
+		{ sub(/#.*/, "") }
+		NF < 8 { next }
+		$1 == s && $2 == v && $3 == m && ($4 == "*" || $4 == a) &&
+		($5 == "*" || $5 == c) { print $6, $8; exit }' "$VERDICTS"
+}
+
+# verdict_cases MODE...: "scenario:mode" for every scenario verdicts.txt has
+# rows of in those modes, in the file's order, once each
+verdict_cases() {
+	awk -v modes=" $* " '
+		{ sub(/#.*/, "") }
+		NF >= 8 && index(modes, " " $3 " ") && !seen[$1 ":" $3]++ { print $1 ":" $3 }' \
+		"$VERDICTS"
+}
+
+# storms SET: "name driver-arguments" for each storm of storms.txt in SET
+storms() {
+	awk -v set="$1" '
+		{ sub(/#.*/, "") }
+		NF >= 3 && index("," $2 ",", "," set ",") {
+			line = $1
+			for (i = 3; i <= NF; i++)
+				line = line " " $i
+			print line
+		}' "$STORMS_FILE"
+}
+
+# result_num KEY < driver output: a top-level number of its result line
+# ("uringrace-result {json}"); empty when there is no such line
+result_num() {
+	sed -n "s/^uringrace-result .*\"$1\":\([0-9][0-9]*\).*/\1/p" | head -n 1
+}
+
+# result_str KEY < driver output: a top-level string of its result line
+result_str() {
+	sed -n "s/^uringrace-result .*\"$1\":\"\([^\"]*\)\".*/\1/p" | head -n 1
+}
+
+# kmsg_mark TEXT: "uringrace: subtest-start TEXT" in the kernel log, so that
+# the reports after it are charged to TEXT (host and kcsan_scan --since)
+kmsg_mark() {
+	echo "uringrace: subtest-start $1" > /dev/kmsg
+}

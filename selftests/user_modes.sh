@@ -8,33 +8,8 @@
 # KTAP on stdout; exit 0 pass, 1 fail, 4 skip.
 
 HERE=$(dirname "$0")
-VERDICTS=${URINGRACE_VERDICTS:-$HERE/verdicts.txt}
 # shellcheck source=selftests/lib.sh
 . "$HERE/lib.sh"
-
-arch=$(uname -m)
-[ "$arch" = aarch64 ] && arch=arm64
-accel=$(sed -n 's/.*uringrace\.accel=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
-[ -n "$accel" ] || accel="?"
-
-# verdict SCENARIO VARIANT MODE -> "expect seconds", first matching line
-verdict() {
-	awk -v s="$1" -v v="$2" -v m="$3" -v a="$arch" -v c="$accel" '
-		/^#/ || NF < 8 { next }
-		$1 == s && $2 == v && $3 == m && ($4 == "*" || $4 == a) &&
-		($5 == "*" || $5 == c) { print $6, $8; exit }' "$VERDICTS"
-}
-
-# sum of the anomaly counters in the driver's JSON line
-anomalies() {
-	sed -n 's/.*"counts":{\(.*\)}}.*/\1/p' | tr ',' '\n' |
-		grep -v -e '"module_ops"' -e '"module_kcsan_matched"' -e '"wakeups"' |
-		sed 's/.*://' | awk '{ s += $1 } END { print s + 0 }'
-}
-
-field() {
-	sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
-}
 
 echo "TAP version 13"
 if [ ! -x "$DRV" ]; then
@@ -46,9 +21,10 @@ if [ ! -e /dev/uringrace ] && ! insmod "$KO"; then
 	exit 4
 fi
 
-CASES="sq_head:user cq_tail:user cq_tail:user_mm sqpoll_wakeup:user ringbuf_notify:user
-	sqpoll_wakeup:litmus ringbuf_notify:litmus"
-echo "1..14"
+# every scenario and mode verdicts.txt has rows for, user space playing
+# the application or the litmus form; buggy and fixed each
+CASES=$(verdict_cases user user_mm litmus)
+echo "1..$(($(echo "$CASES" | wc -w) * 2))"
 n=0
 rc=0
 for c in $CASES; do
@@ -63,11 +39,11 @@ for c in $CASES; do
 		expect=${vd% *}
 		secs=${vd#* }
 		if [ -z "$expect" ]; then
-			echo "not ok $n $name # no verdict for $arch/$accel"
+			echo "not ok $n $name # no verdict for $ARCH/$ACCEL"
 			rc=1
 			continue
 		fi
-		echo "uringrace: subtest-start $name" > /dev/kmsg
+		kmsg_mark "$name"
 		if [ "$mode" = litmus ]; then
 			# the store-buffering form on the guest's CPUs, no module
 			# buggy: until the first witness; fixed: all of it
@@ -75,18 +51,18 @@ for c in $CASES; do
 			[ $var = buggy ] && bound=--until-witness
 			# shellcheck disable=SC2086 # bound is one or two words
 			out=$("$DRV" litmus --protocol "$sc" --fence $fence $bound \
-				--duration "$secs" --json)
+				--duration "$secs" --json --label "$name")
 			drc=$?
 			mops=1
 		else
 			out=$("$DRV" "$sc" --variant $var --fence $fence --mode "$mode" \
-				--duration "$secs" --entries 8 --json)
+				--duration "$secs" --entries 8 --json --label "$name")
 			drc=$?
-			mops=$(echo "$out" | field module_ops)
+			mops=$(echo "$out" | sed -n 's/.*"module_ops":\([0-9]*\).*/\1/p')
 		fi
-		echo "# $out"
-		ops=$(echo "$out" | field ops)
-		an=$(echo "$out" | anomalies)
+		echo "$out" | sed 's/^/# /'
+		ops=$(echo "$out" | result_num ops)
+		an=$(echo "$out" | result_num anomaly_total)
 		if [ $drc -ne 0 ] || [ -z "$ops" ]; then
 			echo "not ok $n $name # driver exit $drc"
 			rc=1
@@ -100,7 +76,7 @@ for c in $CASES; do
 			echo "not ok $n $name # not detected in $ops ops"
 			rc=1
 		elif [ "$expect" = not-observable ]; then
-			echo "ok $n $name # SKIP not observable on $arch/$accel: $an anomalies in $ops ops"
+			echo "ok $n $name # SKIP not observable on $ARCH/$ACCEL: $an anomalies in $ops ops"
 		else
 			echo "ok $n $name"
 		fi

@@ -14,7 +14,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(TOP, "scripts"))
-from uringrace import expect, html, parse, real  # noqa: E402
+from uringrace import bench_real, compare, expect, html, parse, storms  # noqa: E402
+from uringrace import text as textout  # noqa: E402
 from uringrace.common import PipelineError  # noqa: E402
 
 # the storm names that run used
@@ -24,12 +25,19 @@ IOWQ_61 = "data-race in io_worker_handle_work / io_wqe_activate_free_worker"
 PREP = "data-race in io_prep_async_work / io_prep_async_work"
 
 
+def _report(*accesses):
+    """A parsed report with these (function, type) accesses, plain, 4 bytes."""
+    return {"title": "t", "functions": [f for f, _ in accesses], "unknown_origin": False,
+            "accesses": [{"type": t, "size": 4, "marked": False, "reordered": False,
+                          "stack": [{"fn": f, "module": None}]} for f, t in accesses]}
+
+
 def side(name, version):
     with open(os.path.join(HERE, "logs", name), encoding="utf-8") as f:
         con = parse.parse_console(f.read())
     rep = {"boot": {"outcome": "pass", "reason": "status 0", "seconds": 1.0}, **con}
     epath, entries = expect.for_version(version)
-    s = real.merge([(os.path.join(HERE, "logs", "none"), rep)], STORMS, entries)
+    s = storms.merge([(os.path.join(HERE, "logs", "none"), rep)], STORMS, entries)
     s["reports"] = s.pop("full")
     s.update(arch="arm64", tree=f"debian:{version}", version=version, jobs=1,
              seconds_per_storm=6, expect=epath)
@@ -44,16 +52,18 @@ class Expectations(unittest.TestCase):
         for v in ("6.1", "6.12"):
             self.assertTrue(expect.load(expect.path_for(v)))
 
-    def test_classify(self):
+    def test_classify_on_accesses(self):
         e61 = expect.load(expect.path_for("6.1"))
         e612 = expect.load(expect.path_for("6.12"))
-        self.assertEqual(expect.classify(["io_worker_handle_work", "io_wqe_activate_free_worker"],
-                                         e61), ("expected", "iowq-worker-flags"))
-        self.assertEqual(expect.classify(["io_worker_handle_work", "io_wq_activate_free_worker"],
-                                         e612), ("forbidden", "iowq-worker-flags"))
-        self.assertEqual(expect.classify(["kfree", "slob_page_alloc"], e612), ("unlisted", None))
-        # one function of the pair outside the list: no match
-        self.assertEqual(expect.classify(["io_worker_handle_work", "kfree"], e612)[0], "unlisted")
+        rep = _report(("io_worker_handle_work", "write"), ("io_wqe_activate_free_worker", "read"))
+        self.assertEqual(expect.classify(rep, e61), ("expected", "iowq-worker-flags"))
+        rep = _report(("io_worker_handle_work", "write"), ("io_wq_activate_free_worker", "read"))
+        self.assertEqual(expect.classify(rep, e612), ("forbidden", "iowq-worker-flags"))
+        self.assertEqual(expect.classify(_report(("kfree", "read"), ("slob_page_alloc", "write")),
+                                         e612), ("unlisted", None))
+        # one side of the pair outside the race: not the race
+        rep = _report(("io_worker_handle_work", "write"), ("kfree", "read"))
+        self.assertEqual(expect.classify(rep, e612)[0], "unlisted")
 
     def test_bad_file_and_missing_override(self):
         with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
@@ -63,28 +73,6 @@ class Expectations(unittest.TestCase):
                 expect.load(f.name)
         with self.assertRaisesRegex(PipelineError, "no such file"):
             expect.path_for("6.1", "/nonexistent/expect.txt")
-
-    def test_guest_awk_agrees_with_python(self):
-        """selftests/real_uring.sh classifies titles with awk: same answers."""
-        with open(os.path.join(TOP, "selftests", "real_uring.sh"), encoding="utf-8") as f:
-            fns = f.read()
-        body = "\n".join(re.findall(r"^(?:titles_since|classify)\(\) \{.*?^\}$", fns,
-                                    re.S | re.M))
-        log = os.path.join(HERE, "logs", "arm64-6.1-compare-storms.console")
-        script = (body + f"\ndmesg() {{ cat {log}; }}\n"
-                  "titles_since 'subtest-start iowq_1' | classify \"$1\" | sort | uniq -c\n")
-        out = subprocess.run(["sh", "-c", script, "sh", expect.path_for("6.12")],
-                             capture_output=True, text=True, check=True).stdout
-        self.assertIn("expected prep-async-work io_prep_async_work io_prep_async_work", out)
-        self.assertIn("unlisted - io_worker_handle_work io_wqe_activate_free_worker", out)
-        inverted = os.path.join(tempfile.mkdtemp(), "inv.txt")
-        with open(inverted, "w", encoding="utf-8") as f:
-            f.write("forbidden iowq io_worker_handle_work io_wqe_activate_free_worker\n")
-        out = subprocess.run(["sh", "-c", script, "sh", inverted],
-                             capture_output=True, text=True, check=True).stdout
-        self.assertRegex(out, r"\d+ forbidden iowq io_worker_handle_work "
-                              r"io_wqe_activate_free_worker")
-
 
 class Compare(unittest.TestCase):
     @classmethod
@@ -101,24 +89,24 @@ class Compare(unittest.TestCase):
         self.assertTrue(all(e["t"] > 0 for e in self.a["events"]))
 
     def test_callouts_by_race_across_workloads(self):
-        calls = real.callouts(self.a, self.b)
+        calls = compare.callouts(self.a, self.b)
         self.assertIn(("gone in B", "iowq-worker-flags"), {c[:2] for c in calls})
         # prep-async-work is in both trees: not called out
         self.assertNotIn("prep-async-work", {c[1] for c in calls})
         self.assertFalse([c for c in calls if c[0].startswith("FORBIDDEN")])
         # B reporting the race its file forbids is called out
         b = dict(self.b, titles=[dict(g, verdict="forbidden") for g in self.b["titles"]])
-        self.assertTrue([c for c in real.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
+        self.assertTrue([c for c in compare.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
 
     def test_terminal_table_and_evidence(self):
         wa = {k: {"ops_per_s": [1], "anomalies": [{"stalls": 2}, {"stalls": 1}]}
-              for k, _ in real.STORMS}
-        wb = {k: {"ops_per_s": [2], "anomalies": [{}]} for k, _ in real.STORMS}
-        text = real.render_compare(dict(self.a, workloads=wa), dict(self.b, workloads=wb))
+              for k, _ in storms.STORMS}
+        wb = {k: {"ops_per_s": [2], "anomalies": [{}]} for k, _ in storms.STORMS}
+        text = textout.render_compare(dict(self.a, workloads=wa), dict(self.b, workloads=wb))
         self.assertIn("<== gone in B: iowq-worker-flags", text)
         self.assertIn("B/A 2.00", text)
         self.assertIn("anomalies A stalls 3, B none", text)
-        ev = real.render_evidence(self.a)
+        ev = textout.render_evidence(self.a)
         self.assertIn(f"BUG: KCSAN: {IOWQ_61}   [expected: iowq-worker-flags]", ev)
         self.assertIn("-- other subsystems:", ev)
 
@@ -165,25 +153,25 @@ class BenchReal(unittest.TestCase):
     def test_row_from_saved_runs(self):
         a = side("arm64-6.1-compare-storms.console", "6.1")
         b = side("arm64-6.12-compare-storms.console", "6.12")
-        ra = real._bench_row("arm64", "6.1", "default", "", 2, 1, [a, a], STORMS, "6")
+        ra = bench_real._bench_row("arm64", "6.1", "default", "", 2, 1, [a, a], STORMS, "6")
         self.assertEqual(ra["iowq_first_after_init"]["hits"], 2)
         self.assertEqual(ra["workloads"]["iowq_0"]["hits"], 2)
         self.assertEqual(ra["workloads"]["nop_4"]["hits"], 0)
-        rb = real._bench_row("arm64", "6.12", "default", "", 2, 1, [b], STORMS, "6")
+        rb = bench_real._bench_row("arm64", "6.12", "default", "", 2, 1, [b], STORMS, "6")
         self.assertEqual(rb["iowq_first_after_init"]["hits"], 0)
         self.assertIsNone(rb["iowq_first_after_init"]["median_s"])
         self.assertGreater(rb["io_uring_reports_per_min"], 0)
-        text = real._render_bench_row(ra)
+        text = bench_real._render_bench_row(ra)
         self.assertIn("first io-wq race after /init: 2/2 runs", text)
         self.assertIn("x the peer", text)
 
     def test_knobs(self):
         os.environ["KNOBS"] = "default=@2;skip200=kcsan.skip_watch=200@4"
         try:
-            self.assertEqual(real._knobs(), [("default", "", 2),
+            self.assertEqual(bench_real._knobs(), [("default", "", 2),
                                              ("skip200", "kcsan.skip_watch=200", 4)])
             os.environ["KNOBS"] = "=x@y"
             with self.assertRaisesRegex(PipelineError, "KNOBS"):
-                real._knobs()
+                bench_real._knobs()
         finally:
             del os.environ["KNOBS"]

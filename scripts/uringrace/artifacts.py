@@ -69,8 +69,12 @@ def build_selftests(kinfo, rec, workdir):
         built = os.path.join(out, n)
         files[f"usr/lib/uringrace/selftests/{n}"] = built if os.path.exists(built) \
             else os.path.join(REPO, "selftests", n)
-    for f in ("verdicts.txt", "lib.sh"):
-        files[f"usr/lib/uringrace/selftests/{f}"] = os.path.join(REPO, "selftests", f)
+    extra = subprocess.run(["make", "-s", "-C", os.path.join(REPO, "selftests"), "list-files"],
+                           capture_output=True, text=True, check=True).stdout
+    for line in extra.splitlines():
+        kind, f = line.split()
+        files[f"usr/lib/uringrace/selftests/{f}"] = os.path.join(out, f) if kind == "built" \
+            else os.path.join(REPO, "selftests", f)
     edir = os.path.join(REPO, "expect")
     for f in sorted(os.listdir(edir)):
         if f.endswith(".txt"):

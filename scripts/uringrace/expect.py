@@ -4,6 +4,7 @@
 import os
 import re
 
+from . import races
 from .common import REPO, PipelineError
 
 VERDICTS = ("expected", "forbidden")
@@ -16,10 +17,14 @@ def load(path):
             line = raw.split("#", 1)[0].split()
             if not line:
                 continue
-            if len(line) < 3 or line[0] not in VERDICTS:
-                raise PipelineError(f"{path}:{n}: want '<expected|forbidden> <id> <function>...',"
-                                    f" got: {raw.strip()}")
-            entries.append({"verdict": line[0], "id": line[1], "functions": set(line[2:])})
+            try:
+                if len(line) < 3 or line[0] not in VERDICTS:
+                    raise ValueError("want '<expected|forbidden> <id> <race>...'")
+                sigs = [races.parse_race(t) for t in line[2:]]
+            except ValueError as exc:
+                raise PipelineError(f"{path}:{n}: {exc}, got: {raw.strip()}") from exc
+            entries.append({"verdict": line[0], "id": line[1], "races": sigs,
+                            "text": line[2:]})
     return entries
 
 
@@ -37,12 +42,11 @@ def path_for(version, override=None):
     return p if os.path.isfile(p) else None
 
 
-def classify(functions, entries):
-    """(verdict, id) of the first entry naming every function of a title,
-    ('unlisted', None) if none does."""
-    fns = {f for f in functions if f}
+def classify(report, entries):
+    """(verdict, id) of the first entry with a race the report matches on
+    its accesses, ('unlisted', None) if none does."""
     for e in entries:
-        if fns and fns <= e["functions"]:
+        if any(races.match(report, r) for r in e["races"]):
             return e["verdict"], e["id"]
     return "unlisted", None
 

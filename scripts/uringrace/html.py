@@ -5,6 +5,9 @@ per workload, drawn in the browser from the JSON embedded in the page."""
 import html
 import json
 
+from .compare import callouts, titles_in
+from .text import anomaly_text, callout_lines
+
 STYLE = """
 body { font: 14px/1.4 sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: .5em 0 1.5em; }
@@ -82,7 +85,6 @@ def _cell(g, wl):
 
 
 def _arch_section(arch, res, storms):
-    from .real import anomaly_text, callout_lines, callouts, titles_in
     a, b = res["A"], res["B"]
     ga = {g["title"]: g for g in a["titles"]}
     gb = {g["title"]: g for g in b["titles"]}

@@ -4,7 +4,7 @@ import collections
 import json
 import os
 
-from . import parse
+from . import parse, races
 
 
 def scope(rep):
@@ -12,10 +12,10 @@ def scope(rep):
     'io_uring' (a racing function, as the title names it, is io_uring or
     io-wq code, the io_uring_* syscalls included), or 'other' (other subsystems, reached from io_uring paths or
     not: counted and listed apart)."""
-    if "[uringrace]" in rep["title"] or any(
-            a["stack"] and a["stack"][0].get("module") == "uringrace" for a in rep["accesses"]):
+    if races.in_module(rep, "uringrace"):
         return "uringrace"
-    if any(n.startswith(("io_", "__io_")) or "io_uring" in n for n in rep["functions"]):
+    fns = [races.top_function(a) for a in rep["accesses"]] or rep["functions"]
+    if any(n.startswith(("io_", "__io_")) or "io_uring" in n for n in fns):
         return "io_uring"
     return "other"
 

@@ -11,6 +11,7 @@
 
 #include "fences.hpp"
 #include "ring.hpp"
+#include "scenarios.hpp"
 #include "workloads.hpp"
 
 namespace uringrace {
@@ -36,12 +37,18 @@ inline void spin(unsigned n) {
 
 } // namespace
 
+// The store-buffering scenarios: each side stores, then loads the other's.
+std::vector<std::string> litmus_protocols() {
+    return {std::string(name_of(kScenarios, URINGRACE_SC_SQPOLL_WAKEUP)),
+            std::string(name_of(kScenarios, URINGRACE_SC_RINGBUF_NOTIFY))};
+}
+
 Result run_litmus(const Options& o, const std::string& protocol) {
     Result r;
     r.workload = "litmus:" + protocol;
     r.path = "host";
     r.fence = o.fence == Fence::on ? "on" : "off";
-    const bool sqpoll = protocol == "sqpoll_wakeup";
+    const bool sqpoll = id_of(kScenarios, protocol) == URINGRACE_SC_SQPOLL_WAKEUP;
     Shared s;
     uint64_t witnesses = 0, iters = 0;
     Budget b(o);
@@ -102,7 +109,7 @@ Result run_litmus(const Options& o, const std::string& protocol) {
     });
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     r.ops = iters;
-    r.counts["witnesses"] = witnesses;
+    r.anomalies["witnesses"] = witnesses;
     return r;
 }
 

@@ -17,7 +17,8 @@ void on_sigint(int) {
     g_interrupted.store(true);
 }
 
-int emit(const Options& o, const Result& r) {
+int emit(const Options& o, Result r) {
+    r.label = o.label;
     std::cout << (o.json ? to_json(r) : to_text(r)) << std::endl;
     return r.counts.count("errors") ? 1 : 0;
 }
@@ -54,7 +55,7 @@ int main(int argc, char** argv) {
     else if (o.workload == "cq")
         results.push_back(run_cq(o));
     else if (o.workload == "litmus") {
-        for (const char* p : {"sqpoll_wakeup", "ringbuf_notify"})
+        for (const auto& p : litmus_protocols())
             if (o.protocol == "both" || o.protocol == p)
                 results.push_back(run_litmus(o, p));
     } else

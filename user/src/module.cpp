@@ -11,22 +11,12 @@
 
 #include "fences.hpp"
 #include "ring.hpp"
+#include "scenarios.hpp"
 #include "workloads.hpp"
 
 namespace uringrace {
 
 namespace {
-
-struct Scenario {
-    const char* name;
-    unsigned id;
-};
-constexpr Scenario scenarios[] = {
-    {"sq_head", URINGRACE_SC_SQ_HEAD},
-    {"sqpoll_wakeup", URINGRACE_SC_SQPOLL_WAKEUP},
-    {"cq_tail", URINGRACE_SC_CQ_TAIL},
-    {"ringbuf_notify", URINGRACE_SC_RINGBUF_NOTIFY},
-};
 
 class Device {
   public:
@@ -146,7 +136,7 @@ uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, u
     return tail;
 }
 
-// ringbuf_notify: consume; wait for a notification when caught up
+// the BPF ringbuf model: consume; wait for a notification when caught up
 uint64_t ringbuf_consumer(Device& d, const RingMath& m, const Budget& b, Fence f, unsigned wd_ms,
                           uint64_t& lost) {
     auto* r = d.ring();
@@ -180,22 +170,73 @@ uint64_t ringbuf_consumer(Device& d, const RingMath& m, const Budget& b, Fence f
     return cons;
 }
 
+// The application side of each scenario that has one: what it runs, the
+// counter its anomalies go to, and which side produces the work (for the
+// cross-check of the two sides' operation counts).
+struct UserSide {
+    unsigned scenario;
+    const char* help;
+    const char* counter;
+    bool user_produces;
+    uint64_t (*run)(Device&, const RingMath&, const Budget&, const Options&, uint64_t&);
+};
+
+constexpr UserSide user_sides[] = {
+    {URINGRACE_SC_SQ_HEAD, "module: fill SQEs, reuse each slot as soon as the head frees it",
+     "anomalies", true,
+     [](Device& d, const RingMath& m, const Budget& b, const Options&, uint64_t&) {
+         return sq_head_producer(d, m, b);
+     }},
+    {URINGRACE_SC_CQ_TAIL, "module: reap CQEs (--fence off: relaxed tail load)", "stale_cqe_user",
+     false,
+     [](Device& d, const RingMath& m, const Budget& b, const Options& o, uint64_t& an) {
+         return cq_tail_reaper(d, m, b, o.fence, an);
+     }},
+    {URINGRACE_SC_SQPOLL_WAKEUP, "module: submit to the module's SQ thread (--fence on|off)",
+     "stalls", true,
+     [](Device& d, const RingMath&, const Budget& b, const Options& o, uint64_t& an) {
+         return sqpoll_submitter(d, b, o.fence, o.watchdog_ms, an);
+     }},
+    {URINGRACE_SC_RINGBUF_NOTIFY, "module: consume the module's ring buffer (--fence on|off)",
+     "lost_notify_user", false,
+     [](Device& d, const RingMath& m, const Budget& b, const Options& o, uint64_t& an) {
+         return ringbuf_consumer(d, m, b, o.fence, o.watchdog_ms, an);
+     }},
+};
+
+const UserSide* user_side(const std::string& workload) {
+    auto id = id_of(kScenarios, workload);
+    for (const auto& u : user_sides)
+        if (id && u.scenario == *id)
+            return &u;
+    return nullptr;
+}
+
 } // namespace
+
+std::vector<std::pair<std::string, std::string>> module_workloads() {
+    std::vector<std::pair<std::string, std::string>> w;
+    for (const auto& u : user_sides)
+        w.emplace_back(std::string(name_of(kScenarios, u.scenario)), u.help);
+    return w;
+}
 
 Result run_module(const Options& o) {
     Result r;
     r.workload = o.workload;
     r.path = "module";
     r.fence = o.fence == Fence::on ? "on" : "off";
-    unsigned id = 0;
-    for (const auto& s : scenarios)
-        if (o.workload == s.name)
-            id = s.id;
+    const UserSide* side = user_side(o.workload);
+    if (!side) {
+        r.skipped = "no application side for " + o.workload;
+        r.counts["errors"] = 1;
+        return r;
+    }
     uringrace_config cfg{};
     cfg.size = sizeof(cfg);
-    cfg.scenario = id;
-    cfg.variant = o.variant == "fixed" ? URINGRACE_VAR_FIXED : URINGRACE_VAR_BUGGY;
-    cfg.mode = o.mode == "user_mm" ? URINGRACE_MODE_USER_MM : URINGRACE_MODE_USER;
+    cfg.scenario = side->scenario;
+    cfg.variant = id_of(kVariants, o.variant).value_or(URINGRACE_VAR_FIXED);
+    cfg.mode = id_of(kModes, o.mode).value_or(URINGRACE_MODE_USER);
     cfg.threads = 1;
     // the module runs a little longer than we do, so it is still there at the end
     cfg.duration_ms = static_cast<uint32_t>(o.duration_s * 1000) + 2000;
@@ -221,42 +262,25 @@ Result run_module(const Options& o) {
     Budget b(o);
     uint64_t anomalies = 0;
     auto t0 = clock_type::now();
-    const char* what = "anomalies";
-    if (o.workload == "sq_head") {
-        r.ops = sq_head_producer(d, m, b);
-    } else if (o.workload == "cq_tail") {
-        r.ops = cq_tail_reaper(d, m, b, o.fence, anomalies);
-        what = "stale_cqe_user";
-    } else if (o.workload == "sqpoll_wakeup") {
-        r.ops = sqpoll_submitter(d, b, o.fence, o.watchdog_ms, anomalies);
-        what = "stalls";
-    } else {
-        r.ops = ringbuf_consumer(d, m, b, o.fence, o.watchdog_ms, anomalies);
-        what = "lost_notify_user";
-    }
+    r.ops = side->run(d, m, b, o, anomalies);
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     uringrace_stats st{};
     d.stop();
     if (d.stats(st)) {
-        static const char* names[URINGRACE_AN_MAX] = {"lost_update", "torn_sqe", "stale_cqe",
-                                                      "lost_wakeup", "lost_notify"};
         r.counts["module_ops"] = st.ops;
         for (int i = 0; i < URINGRACE_AN_MAX; i++)
             if (st.anomalies[i])
-                r.counts[std::string("module_") + names[i]] = st.anomalies[i];
-        r.counts["module_kcsan_matched"] = st.kcsan_matched;
+                r.anomalies["module_" + std::string(name_of(kAnomalies, i))] = st.anomalies[i];
+        r.counts["module_kcsan_reports"] = st.kcsan_reports;
         // cross-check: the two sides must agree on how much work passed
-        bool agree = true;
-        if (o.workload == "sq_head" || o.workload == "sqpoll_wakeup")
-            agree = st.ops <= r.ops; // the kernel consumed what we produced
-        else
-            agree = r.ops <= st.ops; // we consumed what the kernel produced
+        // (the consumer never has more than the producer made)
+        bool agree = side->user_produces ? st.ops <= r.ops : r.ops <= st.ops;
         if (!agree)
-            r.counts["mismatch"] = 1;
+            r.anomalies["mismatch"] = 1;
     } else {
         r.counts["errors"] = 1;
     }
-    r.counts[what] = anomalies;
+    r.anomalies[side->counter] = anomalies;
     return r;
 }
 

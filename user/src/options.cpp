@@ -1,24 +1,28 @@
 #include "options.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <sstream>
 
+#include "scenarios.hpp"
+
 namespace uringrace {
 
 const std::vector<std::pair<std::string, std::string>>& workloads() {
-    static const std::vector<std::pair<std::string, std::string>> w = {
-        {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
-        {"read", "read storm from a temp file"},
-        {"sqpoll", "SQPOLL wake-up storm, watchdog counts stalls (--fence on|off)"},
-        {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
-        {"cq", "CQ reaping on several threads (one ring each)"},
-        {"sq_head", "module: fill SQEs, reuse each slot as soon as the head frees it"},
-        {"cq_tail", "module: reap CQEs (--fence off: relaxed tail load)"},
-        {"sqpoll_wakeup", "module: submit to the module's SQ thread (--fence on|off)"},
-        {"ringbuf_notify", "module: consume the module's ring buffer (--fence on|off)"},
-        {"litmus", "store-buffering litmus forms of sqpoll_wakeup/ringbuf_notify"},
-    };
+    static const std::vector<std::pair<std::string, std::string>> w = [] {
+        std::vector<std::pair<std::string, std::string>> v = {
+            {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
+            {"read", "read storm from a temp file"},
+            {"sqpoll", "SQPOLL wake-up storm, watchdog counts stalls (--fence on|off)"},
+            {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
+            {"cq", "one CQ reaped by several threads"},
+        };
+        for (auto& m : module_workloads())
+            v.push_back(m);
+        v.emplace_back("litmus", "store-buffering litmus forms of the SB scenarios");
+        return v;
+    }();
     return w;
 }
 
@@ -37,13 +41,19 @@ std::string usage() {
          "  --fence on|off   the protocol's fence (fences.hpp)\n"
          "  --via raw|liburing   real io_uring path (default raw)\n"
          "  --variant buggy|fixed  module workloads: the kernel side\n"
-         "  --mode user|user_mm    module cq_tail: who posts\n"
-         "  --protocol P     litmus: sqpoll_wakeup, ringbuf_notify or both (default)\n"
+         "  --mode user|user_mm    module workloads: who posts (user_mm: a kthread in our mm)\n"
+         "  --protocol P     litmus: ";
+    for (const auto& p : litmus_protocols())
+        o << p << ", ";
+    o << "or both (default)\n"
          "  --until-witness  litmus: stop at the first witness (duration: the limit)\n"
          "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
-         "  --json           JSON lines\n"
-         "exit: 0 done, 1 anomalies where none were allowed, 2 usage, 4 skipped\n";
+         "  --json           one 'uringrace-result {json}' line per result\n"
+         "  --label NAME     name this run in its result line\n"
+         "exit: 0 done (anomalies are counted, not an exit status), 1 an error (setup\n"
+         "failed, counters disagree), 2 usage, 4 skipped (no io_uring, no permission,\n"
+         "no module)\n";
     return o.str();
 }
 
@@ -119,14 +129,19 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
             ok = v == "raw" || v == "liburing";
             o.via = v == "liburing" ? Via::liburing : Via::raw;
         } else if (a == "--variant") {
-            ok = v == "buggy" || v == "fixed";
+            ok = id_of(kVariants, v).has_value();
             o.variant = v;
         } else if (a == "--mode") {
-            ok = v == "user" || v == "user_mm";
+            // the application is us: every mode but a kthread playing it
+            ok = id_of(kModes, v).value_or(URINGRACE_MODE_KTHREAD) != URINGRACE_MODE_KTHREAD;
             o.mode = v;
         } else if (a == "--protocol") {
-            ok = v == "sqpoll_wakeup" || v == "ringbuf_notify" || v == "both";
+            auto p = litmus_protocols();
+            ok = v == "both" || std::find(p.begin(), p.end(), v) != p.end();
             o.protocol = v;
+        } else if (a == "--label") {
+            ok = !v.empty();
+            o.label = v;
         } else if (a == "--idle-ms") {
             ok = number(v, 0u, 1000u, o.idle_ms);
         } else if (a == "--watchdog-ms") {

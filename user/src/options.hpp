@@ -27,12 +27,18 @@ struct Options {
     unsigned idle_ms = 1;          // SQPOLL sq_thread_idle
     unsigned watchdog_ms = 100;    // stall limit
     bool json = false;             // JSON lines instead of the human summary
-    std::string protocol = "both"; // litmus: sqpoll_wakeup | ringbuf_notify | both
+    std::string protocol = "both"; // litmus: one of litmus_protocols() or both
     bool until_witness = false;    // litmus: stop at the first witness
+    std::string label;             // --label: carried into the result line
 };
 
 // The workloads and a line of help each.
 const std::vector<std::pair<std::string, std::string>>& workloads();
+
+// The module scenarios with an application side (module.cpp) and the
+// store-buffering scenarios with a litmus form (litmus.cpp).
+std::vector<std::pair<std::string, std::string>> module_workloads();
+std::vector<std::string> litmus_protocols();
 
 // Parse argv; on error return nullopt and set err to a one-line reason.
 std::optional<Options> parse_options(const std::vector<std::string>& args, std::string& err);

@@ -38,18 +38,26 @@ std::string to_json(const Result& r) {
     std::ostringstream o;
     char secs[32];
     std::snprintf(secs, sizeof(secs), "%.3f", r.seconds);
-    o << "{\"workload\":\"" << json_escape(r.workload) << "\",\"path\":\"" << json_escape(r.path)
+    auto map = [&o](const std::map<std::string, uint64_t>& m) {
+        bool first = true;
+        o << "{";
+        for (const auto& [k, v] : m) {
+            o << (first ? "" : ",") << "\"" << json_escape(k) << "\":" << v;
+            first = false;
+        }
+        o << "}";
+    };
+    o << kResultTag << "{\"label\":\"" << json_escape(r.label.empty() ? r.workload : r.label)
+      << "\",\"workload\":\"" << json_escape(r.workload) << "\",\"path\":\"" << json_escape(r.path)
       << "\",\"fence\":\"" << json_escape(r.fence) << "\",\"ops\":" << r.ops
       << ",\"seconds\":" << secs;
     if (!r.skipped.empty())
         o << ",\"skipped\":\"" << json_escape(r.skipped) << "\"";
-    o << ",\"counts\":{";
-    bool first = true;
-    for (const auto& [k, v] : r.counts) {
-        o << (first ? "" : ",") << "\"" << json_escape(k) << "\":" << v;
-        first = false;
-    }
-    o << "}}";
+    o << ",\"anomaly_total\":" << r.anomaly_total() << ",\"anomalies\":";
+    map(r.anomalies);
+    o << ",\"counts\":";
+    map(r.counts);
+    o << "}";
     return o.str();
 }
 
@@ -62,11 +70,12 @@ std::string to_text(const Result& r) {
                   r.workload.c_str(), r.path.c_str(), r.fence.c_str(),
                   static_cast<unsigned long long>(r.ops), r.seconds, r.rate());
     o << line;
-    for (const auto& [k, v] : r.counts) {
-        std::snprintf(line, sizeof(line), "; %s %llu (%.1f/M)", k.c_str(),
-                      static_cast<unsigned long long>(v), r.per_million(k));
-        o << line;
-    }
+    for (const auto* m : {&r.anomalies, &r.counts})
+        for (const auto& [k, v] : *m) {
+            std::snprintf(line, sizeof(line), "; %s %llu (%.1f/M)", k.c_str(),
+                          static_cast<unsigned long long>(v), r.per_million(k));
+            o << line;
+        }
     return o.str();
 }
 

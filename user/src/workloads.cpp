@@ -162,7 +162,7 @@ Result nop_storm(const Options& o, uint8_t sqe_flags, bool gaps) {
     });
     r.seconds = since(t0);
     r.ops = ops.load();
-    r.counts["bad_cqe"] = bad.load();
+    r.anomalies["bad_cqe"] = bad.load();
     if (err.load() && unavailable(err.load()) && r.ops == 0)
         r.skipped = skip_reason(err.load(), "io_uring_setup");
     else if (err.load())
@@ -258,8 +258,8 @@ Result run_cq(const Options& o) {
     });
     r.seconds = since(t0);
     r.ops = reaped.load();
-    r.counts["duplicate_cqe"] = dup.load();
-    r.counts["lost_cqe"] = submitted.load() - reaped.load();
+    r.anomalies["duplicate_cqe"] = dup.load();
+    r.anomalies["lost_cqe"] = submitted.load() - reaped.load();
     if (!raw)
         io_uring_queue_exit(&lu);
     return r;
@@ -337,7 +337,7 @@ Result run_read(const Options& o) {
     close(fd);
     r.seconds = since(t0);
     r.ops = ops.load();
-    r.counts["short_reads"] = bad.load();
+    r.anomalies["short_reads"] = bad.load();
     if (err.load() && r.ops == 0)
         r.skipped = skip_reason(err.load(), "io_uring_queue_init");
     return r;
@@ -421,9 +421,9 @@ Result run_sqpoll(const Options& o) {
         r.ops += got;
     }
     r.seconds = since(t0);
-    r.counts["stalls"] = stalls;
+    r.anomalies["stalls"] = stalls;
     r.counts["wakeups"] = wakeups;
-    r.counts["bad_cqe"] = bad;
+    r.anomalies["bad_cqe"] = bad;
     if (o.via == Via::liburing)
         io_uring_queue_exit(&lu);
     return r;

@@ -63,7 +63,7 @@ TEST(Litmus, UntilWitnessStopsAtTheFirstOne) {
     ASSERT_TRUE(o->until_witness);
     // on the host CPU store buffering shows thousands of times per million
     Result r = run_litmus(*o, "sqpoll_wakeup");
-    EXPECT_EQ(1u, r.counts["witnesses"]);
+    EXPECT_EQ(1u, r.anomalies["witnesses"]);
     EXPECT_LT(r.seconds, 30.0);
 }
 
@@ -114,11 +114,17 @@ TEST(Json, OneLineWithEscapesAndCounts) {
     r.fence = "on";
     r.ops = 42;
     r.seconds = 1.5;
-    r.counts["stalls"] = 3;
+    r.anomalies["stalls"] = 3;
+    r.anomalies["bad_cqe"] = 1;
+    r.counts["wakeups"] = 5;
     r.skipped = "why \"not\"\n";
-    EXPECT_EQ("{\"workload\":\"nop\",\"path\":\"raw\",\"fence\":\"on\",\"ops\":42,"
-              "\"seconds\":1.500,\"skipped\":\"why \\\"not\\\"\\n\",\"counts\":{\"stalls\":3}}",
+    EXPECT_EQ("uringrace-result {\"label\":\"nop\",\"workload\":\"nop\",\"path\":\"raw\","
+              "\"fence\":\"on\",\"ops\":42,\"seconds\":1.500,\"skipped\":\"why \\\"not\\\"\\n\","
+              "\"anomaly_total\":4,\"anomalies\":{\"bad_cqe\":1,\"stalls\":3},"
+              "\"counts\":{\"wakeups\":5}}",
               to_json(r));
+    r.label = "storm-1";
+    EXPECT_NE(std::string::npos, to_json(r).find("{\"label\":\"storm-1\",\"workload\":\"nop\""));
     EXPECT_EQ("\\u0001", json_escape("\x01"));
 }
 
@@ -138,8 +144,8 @@ TEST(HostIoUring, NopStormRawAndLiburingAgree) {
     Result lib = run_nop(brief("nop", Via::liburing));
     EXPECT_LT(0u, raw.ops);
     EXPECT_LT(0u, lib.ops);
-    EXPECT_EQ(0u, raw.counts["bad_cqe"]);
-    EXPECT_EQ(0u, lib.counts["bad_cqe"]);
+    EXPECT_EQ(0u, raw.anomalies["bad_cqe"]);
+    EXPECT_EQ(0u, lib.anomalies["bad_cqe"]);
     EXPECT_EQ(0u, raw.counts.count("errors"));
 }
 
@@ -148,10 +154,10 @@ TEST(HostIoUring, ReadAndIowqStormsComplete) {
     if (!rd.skipped.empty())
         GTEST_SKIP() << rd.skipped;
     EXPECT_LT(0u, rd.ops);
-    EXPECT_EQ(0u, rd.counts["short_reads"]);
+    EXPECT_EQ(0u, rd.anomalies["short_reads"]);
     Result wq = run_iowq(brief("iowq"));
     EXPECT_LT(0u, wq.ops);
-    EXPECT_EQ(0u, wq.counts["bad_cqe"]);
+    EXPECT_EQ(0u, wq.anomalies["bad_cqe"]);
 }
 
 TEST(HostIoUring, SharedCqReapersSeeEveryCompletionOnce) {
@@ -161,8 +167,8 @@ TEST(HostIoUring, SharedCqReapersSeeEveryCompletionOnce) {
     if (!r.skipped.empty())
         GTEST_SKIP() << r.skipped;
     EXPECT_LT(0u, r.ops);
-    EXPECT_EQ(0u, r.counts["duplicate_cqe"]);
-    EXPECT_EQ(0u, r.counts["lost_cqe"]);
+    EXPECT_EQ(0u, r.anomalies["duplicate_cqe"]);
+    EXPECT_EQ(0u, r.anomalies["lost_cqe"]);
 }
 
 TEST(HostIoUring, SqpollWithTheFenceNeverStalls) {
@@ -172,7 +178,7 @@ TEST(HostIoUring, SqpollWithTheFenceNeverStalls) {
     if (!r.skipped.empty())
         GTEST_SKIP() << r.skipped;
     EXPECT_LT(0u, r.ops);
-    EXPECT_EQ(0u, r.counts["stalls"]);
+    EXPECT_EQ(0u, r.anomalies["stalls"]);
 }
 
 TEST(Module, MissingModuleIsASkipNotAFailure) {

@@ -10,37 +10,39 @@
 #include <linux/ioctl.h>
 #include <linux/types.h>
 
-#define URINGRACE_API_VERSION	3U
+#define URINGRACE_API_VERSION	4U
 #define URINGRACE_DEV		"/dev/uringrace"
 
-/* Scenarios: one per seed protocol (see the scenario table in DESIGN.md). */
+/*
+ * Scenarios, variants, modes and anomaly kinds are listed once, in
+ * <linux/uringrace_list.h>; the enums below and every consumer (module,
+ * driver, selftests, the host's scripts/uringrace/catalog.py) expand them.
+ */
+#define URINGRACE_MODES_BIT(m)	(1U << URINGRACE_MODE_##m)
+
+enum uringrace_mode {
+#define URINGRACE_MODE(ID, ...) URINGRACE_MODE_##ID,
+#include "uringrace_list.h"
+	URINGRACE_MODE_MAX
+};
+
 enum uringrace_scenario {
-	URINGRACE_SC_IOWQ_FLAGS = 1,	/* io-wq worker->flags, plain RMW vs bitops */
-	URINGRACE_SC_SQ_HEAD,		/* SQ head publish after reading SQEs */
-	URINGRACE_SC_SQPOLL_WAKEUP,	/* NEED_WAKEUP vs SQ tail (store buffering) */
-	URINGRACE_SC_CQ_TAIL,		/* CQE stores vs CQ tail publish */
-	URINGRACE_SC_RINGBUF_NOTIFY,	/* BPF ringbuf positions (store buffering) */
-	URINGRACE_SC_MAX,
+	URINGRACE_SC_NONE,	/* 0: never a scenario */
+#define URINGRACE_SCENARIO(ID, ...) URINGRACE_SC_##ID,
+#include "uringrace_list.h"
+	URINGRACE_SC_MAX
 };
 
 enum uringrace_variant {
-	URINGRACE_VAR_BUGGY = 0,	/* the ordering as it was before the fix */
-	URINGRACE_VAR_FIXED = 1,	/* the ordering the fix put in */
-};
-
-enum uringrace_mode {
-	URINGRACE_MODE_KTHREAD = 0,	/* a kthread plays the application */
-	URINGRACE_MODE_USER = 1,	/* user space plays it, on the mmap'ed ring */
-	URINGRACE_MODE_USER_MM = 2,	/* kernel side runs in the user's mm */
+#define URINGRACE_VARIANT(ID, ...) URINGRACE_VAR_##ID,
+#include "uringrace_list.h"
+	URINGRACE_VAR_MAX
 };
 
 enum uringrace_anomaly {
-	URINGRACE_AN_LOST_UPDATE = 0,	/* a flag bit changed by another context */
-	URINGRACE_AN_TORN_SQE,		/* an SQE overwritten while being read */
-	URINGRACE_AN_STALE_CQE,		/* a CQE read before its contents arrived */
-	URINGRACE_AN_LOST_WAKEUP,	/* SQ thread asleep with work pending */
-	URINGRACE_AN_LOST_NOTIFY,	/* consumer asleep with records pending */
-	URINGRACE_AN_MAX,
+#define URINGRACE_ANOMALY(ID, ...) URINGRACE_AN_##ID,
+#include "uringrace_list.h"
+	URINGRACE_AN_MAX
 };
 
 #define URINGRACE_MAX_THREADS	8
@@ -76,9 +78,13 @@ struct uringrace_stats {
 	__u64 anomalies[URINGRACE_AN_MAX];
 	__u64 first_anomaly_ns;	/* since start; 0: none */
 	__u64 elapsed_ns;
-	__u64 kcsan_reports;	/* KCSAN reports seen on the console during the run */
-	__u64 kcsan_matched;	/* ... whose title names this scenario's functions */
-	__u64 first_kcsan_ns;	/* since start; 0: none */
+	/*
+	 * KCSAN reports printed while the run's threads worked (console
+	 * tracepoint), whatever they name: a count for the log reader to check
+	 * itself against. Which report is whose race is decided in user space,
+	 * on both accesses (selftests/kcsan_match.h).
+	 */
+	__u64 kcsan_reports;
 };
 
 /*
@@ -90,8 +96,8 @@ struct uringrace_ring_hdr {
 	__u32 tail;		/* producer position */
 	__u32 flags;		/* URINGRACE_RING_NEED_WAKEUP */
 	__u32 entries;
-	__u32 notifications;	/* ringbuf_notify: notifications sent */
-	__u32 decided;		/* ringbuf_notify: records whose notify decision is made */
+	__u32 notifications;	/* BPF ringbuf model: notifications sent */
+	__u32 decided;		/* ... records whose notify decision is made */
 	__u32 pad[10];		/* entries start on a cache line */
 };
 

@@ -1,0 +1,159 @@
+"""'make check': host unit tests, lint, the host leg (store buffering on
+the host CPU), the guest selftests per arch, symbolization, the fleet
+collection and the runner outcome cases; closed by 'N passed, N failed'."""
+
+import os
+import re
+import subprocess
+
+from . import artifacts, catalog, report, symbolize, tree
+from .common import REPO, PipelineError, cache_dir
+from .guest import boot_once, guest_parts, run_dir
+from .storms import run_driver_host
+
+
+class Tally:
+    """Results of 'check', closed by the plain 'N passed, N failed' line."""
+
+    def __init__(self):
+        self.rows = []
+
+    def add(self, name, ok, detail=""):
+        self.rows.append((name, ok, detail))
+        print(f"{'ok' if ok else 'FAIL':4}  {name}{'  -- ' + detail if detail else ''}",
+              flush=True)
+
+    def close(self):
+        passed = sum(1 for _, ok, _ in self.rows if ok)
+        failed = len(self.rows) - passed
+        print(f"{passed} passed, {failed} failed")
+        return 0 if failed == 0 else 1
+
+# Guest commands that must reach the host as something other than a pass.
+RUNNER_CASES = (
+    ("runner: failing command -> fail, status 3", "exit 3", "fail", 3, None),
+    ("runner: kernel panic -> panic", "echo c > /proc/sysrq-trigger", "panic", None, None),
+    ("runner: hang -> hang at the host timeout", "sleep 100000", "hang", None, 20),
+    ("runner: passing command -> pass", "true", "pass", 0, None),
+)
+
+def _host_step(tally, name, argv):
+    res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+    tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
+    tally.add(name, res.returncode == 0, "" if res.returncode == 0 else " | ".join(tail))
+
+def host_leg(tally, workdir):
+    """The C++ driver's host tests and the real-hardware leg: store buffering
+    was not observed under TCG here but is on the host CPU."""
+    out = os.path.join(workdir, "host-user")
+    res = subprocess.run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}",
+                          "test"], capture_output=True, text=True, check=False)
+    tail = (res.stdout + res.stderr).strip().splitlines()[-2:]
+    tally.add("host: C++ driver unit tests (gtest)", res.returncode == 0, " | ".join(tail))
+    drv = os.path.join(out, "uringrace")
+    rows = {}
+    for fence in ("on", "off"):
+        rc, got = run_driver_host(drv, ["litmus", "--ops", "2000000", "--duration", "60",
+                                       "--fence", fence])
+        for r in got:
+            rows[(r["workload"], fence)] = r
+    sb = dict.fromkeys(r["scenario"] for r in catalog.verdicts() if r["mode"] == "litmus")
+    for proto in (f"litmus:{sc}" for sc in sb):
+        on, off = rows.get((proto, "on")), rows.get((proto, "off"))
+        if not on or not off:
+            tally.add(f"host: {proto}", False, "driver gave no result")
+            continue
+        won, woff = on["anomalies"]["witnesses"], off["anomalies"]["witnesses"]
+        detail = (f"fence on: {won} witnesses in {on['ops']} iterations; fence off: {woff} "
+                  f"in {off['ops']} ({1e6 * woff / max(off['ops'], 1):.0f}/M)")
+        tally.add(f"host: {proto} clean with the fence", won == 0 and on["ops"] >= 1000000,
+                  detail)
+        tally.add(f"host: {proto} store buffering seen without it",
+                  woff > 0 and off["ops"] >= 1000000, detail)
+    rc, got = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "on"])
+    if rc == 4:
+        tally.add("host: real SQPOLL storm, fence on: no stall", True,
+                  "skipped: " + (got[0].get("skipped", "") if got else "?"))
+    else:
+        r = got[0] if got else {"ops": 0, "anomalies": {}}
+        _, offr = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "off"])
+        off = offr[0] if offr else {"ops": 0, "anomalies": {}}
+        tally.add("host: real SQPOLL storm, fence on: no stall",
+                  rc == 0 and r["ops"] > 0 and r["anomalies"].get("stalls", 1) == 0,
+                  f"on: {r['anomalies'].get('stalls')} stalls in {r['ops']}; off (measured, "
+                  f"not asserted): {off['anomalies'].get('stalls')} in {off['ops']}")
+
+def _symbolize_step(arch, rep, rec, kinfo, work):
+    """faddr2line with this build's module (and cross binutils on arm64): the
+    top frame of the module's KCSAN reports must come back as kmod/<file>.c:line."""
+    mods = [r for r in rep["reports"] if report.scope(r) == "uringrace"][:4]
+    name = f"{arch}: KCSAN stacks symbolized to file:line (faddr2line)"
+    if not mods:
+        return name, False, "no module KCSAN report in this run to symbolize"
+    symbolize.symbolize(mods, kinfo, rec, {"uringrace": artifacts.kmod_path(work)})
+    tops = [a["stack"][0] for r in mods for a in r["accesses"] if a["stack"]]
+    good = [t for t in tops if t.get("where")
+            and re.match(r"(\(inlined by\) )?kmod/\w+\.c:\d+ ", t["where"][-1])]
+    ex = tops[0].get("where", ["none"])[-1] if tops else "none"
+    return name, bool(tops) and len(good) == len(tops), \
+        f"{len(good)}/{len(tops)} top frames placed, e.g. {tops[0]['fn']} -> {ex}"
+
+def _fleet_step(args, arch, rec, kinfo, work, files, rd):
+    """The installed collection, run by the kernel's own run_kselftest.sh in
+    the guest, as a lab would: two tests that need the module and the
+    driver found inside the collection."""
+    name = f"{arch}: fleet: run_kselftest.sh runs 'make -C selftests install' output"
+    coll = artifacts.install_collection(kinfo, rec, work, files["usr/bin/uringrace"],
+                                        files["lib/modules/uringrace.ko"])
+    gcmd = ("cd /opt/kselftest && ./run_kselftest.sh -t uringrace:io_uring_nop "
+            "-t uringrace:control")
+    r = boot_once(args, rec, kinfo, work, coll, [], os.path.join(rd, arch, "fleet"), cmd=gcmd)
+    with open(os.path.join(rd, arch, "fleet", "ktap.txt"), encoding="utf-8",
+              errors="replace") as f:
+        ktap = f.read()
+    want = ("ok 1 selftests: uringrace: io_uring_nop", "ok 2 selftests: uringrace: control")
+    ok = r["boot"]["outcome"] == "pass" and all(w in ktap for w in want) \
+        and "not ok" not in ktap
+    return name, ok, f"{r['boot']['outcome']}; " + ", ".join(
+        f"{w.split(': ')[-1]} {'ok' if w in ktap else 'missing'}" for w in want)
+
+def cmd_check(args):
+    rd = run_dir(args, "check")
+    tally = Tally()
+    _host_step(tally, "host: parser, classifier, config and cpio unit tests",
+               ["python3", "-m", "unittest", "discover", "-s", "tests", "-t", "."])
+    # checkpatch.pl comes from the kernel tree: have it extracted first (on a
+    # fresh machine nothing else has done so yet)
+    try:
+        tree.resolve(args.ksrc, args.kver)
+    except PipelineError as exc:
+        tally.add("host: kernel tree for checkpatch", False, str(exc))
+    _host_step(tally, "host: lint (checkpatch, clang-format, shellcheck)",
+               ["bash", "scripts/lint.sh"])
+    host_leg(tally, os.path.join(cache_dir(), "work"))
+    for arch in args.arch:
+        try:
+            rec, kinfo, work, files, tests = guest_parts(args, arch)
+        except PipelineError as exc:
+            tally.add(f"{arch}: build", False, str(exc))
+            continue
+        rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch))
+        print(report.render(rep), flush=True)
+        s = rep["ktap_summary"]
+        ran = s["passed"] + s["failed"]
+        tally.add(f"{arch}: selftests in the KCSAN guest", rep["boot"]["outcome"] == "pass"
+                  and s["failed"] == 0 and ran == len(tests),
+                  f"{rep['boot']['outcome']}, {s['passed']} passed, {s['failed']} failed, "
+                  f"{s['skipped']} skipped of {len(tests)}")
+        tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
+        if arch != args.arch[0]:
+            continue
+        tally.add(*_fleet_step(args, arch, rec, kinfo, work, files, rd))
+        for name, gcmd, want, want_status, tmo in RUNNER_CASES:
+            sub = os.path.join(rd, arch, "runner-" + want)
+            r = boot_once(args, rec, kinfo, work, {}, [], sub, cmd=gcmd, timeout=tmo)
+            got = r["boot"]
+            ok = got["outcome"] == want and (want_status is None or got["status"] == want_status)
+            tally.add(f"{arch}: {name}", ok, f"got {got['outcome']} ({got['reason']})")
+    print(f"artifacts: {rd}")
+    return tally.close()

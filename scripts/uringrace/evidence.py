@@ -1,0 +1,33 @@
+"""Evidence for 'run': the io_uring reports of the selftests' guest,
+classified and symbolized."""
+
+import collections
+import os
+
+from . import artifacts, expect, report, symbolize
+from .compare import _race_key
+from .storms import merge
+from .text import render_evidence
+
+
+def evidence_for_run(rep, rec, kinfo, work, outdir):
+    """For 'run': the io_uring reports of the selftests' guest, classified and
+    symbolized, into outdir/evidence.txt; return a short summary."""
+    epath, entries = expect.for_version(kinfo.get("version"), os.environ.get("EXPECT"))
+    side = merge([(outdir, rep)], (), entries)
+    full = [r for r in side.pop("full") if report.scope(r) == "io_uring"]
+    if full:
+        symbolize.symbolize(full, kinfo, rec, {"uringrace": artifacts.kmod_path(work)})
+    side.update(arch=rep["arch"], tree=kinfo.get("identity"), expect=epath, reports=full)
+    with open(os.path.join(outdir, "evidence.txt"), "w", encoding="utf-8") as f:
+        f.write(render_evidence(side) + "\n")
+    io = [g for g in side["titles"] if g["scope"] == "io_uring"]
+    races = collections.Counter()
+    for g in io:
+        races[(_race_key(g), g["verdict"])] += g["count"]
+    lines = [f"   io_uring races ({os.path.basename(epath) if epath else 'no expectations'}): "
+             + (", ".join(f"{k} {n}x {v}" for (k, v), n in races.items()) or "none")]
+    if any(g["verdict"] == "forbidden" for g in io):
+        lines.append("   <== a race this tree's expectations forbid was reported")
+    lines.append(f"   in full, symbolized: {os.path.join(outdir, 'evidence.txt')}")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""What runs: the real-io_uring storms of storms.txt in KCSAN guests of one
+tree (one guest, or JOBS guests with different seeds, merged), classified
+against the tree's expectations; and the driver run on the host."""
+
+import collections
+import os
+import subprocess
+import threading
+
+from . import artifacts, catalog, expect, report, results, symbolize
+from .common import PipelineError, log
+from .guest import boot_once, guest_parts
+
+
+# (storm name, driver arguments): storms.txt's "compare" set, io-wq first
+STORMS = catalog.storm_set("compare")
+
+def storm_script(storms, secs, seed):
+    """Guest shell: per storm a kernel-log marker (so reports are charged to
+    it) and the driver's result line, labelled with the storm's name."""
+    parts = []
+    for name, argv in storms:
+        parts.append(f"echo 'uringrace: subtest-start {name}' > /dev/kmsg; "
+                     f"/usr/bin/uringrace {argv} --duration {secs} --seed {seed} --json "
+                     f"--label {name}")
+    return "; ".join(parts) + "; true"
+
+def driver_results(ktap_path):
+    """{label: result} from the result lines of a run's KTAP stream."""
+    return results.by_label(results.read(ktap_path))
+
+def run_driver_host(drv, argv):
+    """Run the driver here with --json: (exit status, its results)."""
+    res = subprocess.run([drv] + argv + ["--json"], capture_output=True, text=True,
+                         check=False, timeout=120)
+    return res.returncode, results.parse_results(res.stdout)
+
+def _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0):
+    rec, kinfo, work, files, tests = parts
+    cores = os.cpu_count() or 1
+    if jobs * args.smp > cores:
+        log(f"warning: {jobs} guest(s) x {args.smp} vCPUs on {cores} host cores. Measured on "
+            "a 2-core host (x86-64, Debian 6.1): JOBS=2 cut the io-wq storm's throughput "
+            "about 10x and io_uring KCSAN reports from 115 to 2.5 a minute; races need "
+            "vCPUs that really run at once. Use JOBS <= cores / SMP.")
+    reps = [None] * jobs
+
+    def one(i):
+        sub = os.path.join(outdir, f"job{i}") if jobs > 1 else outdir
+        try:
+            reps[i] = (sub, boot_once(args, rec, kinfo, work, files, tests, sub,
+                                      cmd=storm_script(storms, secs, seed0 + i),
+                                      timeout=min(args.timeout, 240 + len(storms) * int(secs) * 4),
+                                      echo=jobs == 1))
+        except PipelineError as exc:
+            log(f"job {i}: {exc}")
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [r for r in reps if r]
+
+def merge(booted, storms, entries):
+    """Merge guest runs [(dir, report)] of the same storms: KCSAN reports by
+    title (count, first after /init, per workload count and first after the
+    storm's start), each classified by the expectations; the timeline events;
+    per-workload throughput; and the io_uring/module reports in full."""
+    titles, events, full = collections.OrderedDict(), [], []
+    workloads = {name: {"ops_per_s": [], "anomalies": [], "start_s": None}
+                 for name, _ in storms}
+    outcomes = []
+    for job, (sub, rep) in enumerate(booted):
+        outcomes.append({"job": job, "outcome": rep["boot"]["outcome"],
+                         "reason": rep["boot"]["reason"], "dir": sub,
+                         "seconds": rep["boot"]["seconds"]})
+        init = rep["init_time"] or 0.0
+        starts = {s["name"].split("/", 1)[-1]: s["start"] for s in rep["subtests"]}
+        for name, j in driver_results(os.path.join(sub, "ktap.txt")).items():
+            if name in workloads and j.get("seconds"):
+                workloads[name]["ops_per_s"].append(round(j["ops"] / j["seconds"]))
+                workloads[name]["anomalies"].append(
+                    {k: v for k, v in j.get("anomalies", {}).items() if v})
+        for name, ts in starts.items():
+            if name in workloads and ts is not None:
+                cur = workloads[name]["start_s"]
+                workloads[name]["start_s"] = round(ts - init, 2) if cur is None \
+                    else min(cur, round(ts - init, 2))
+        for r in rep["reports"]:
+            if r["test"] == "boot":
+                continue
+            wl = r["test"].split("/", 1)[-1]
+            scope = report.scope(r)
+            verdict, rid = expect.classify(r, entries)
+            since_init = round(r["time"] - init, 2)
+            since_wl = round(r["time"] - starts[wl], 2) if starts.get(wl) is not None else None
+            events.append({"job": job, "workload": wl, "t": since_init, "t_workload": since_wl,
+                           "title": r["title"], "scope": scope, "verdict": verdict, "id": rid})
+            g = titles.setdefault(r["title"], {
+                "title": r["title"], "scope": scope, "verdict": verdict, "id": rid,
+                "count": 0, "first_s": since_init, "by_workload": {}})
+            g["count"] += 1
+            g["first_s"] = min(g["first_s"], since_init)
+            w = g["by_workload"].setdefault(wl, {"count": 0, "first_s": since_wl})
+            w["count"] += 1
+            if since_wl is not None and (w["first_s"] is None or since_wl < w["first_s"]):
+                w["first_s"] = since_wl
+            if scope != "other":
+                r["job"] = job
+                full.append(r)
+    return {"outcomes": outcomes, "workloads": workloads, "titles": list(titles.values()),
+            "events": events, "full": full}
+
+def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_file=None,
+             symbols=True):
+    """One tree, one arch: boot `jobs` guests running the storms; return the
+    merged side (see the keys below)."""
+    parts = guest_parts(args, arch)
+    rec, kinfo = parts[0], parts[1]
+    epath, entries = expect.for_version(kinfo.get("version"), expect_file)
+    booted = _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0)
+    side = merge(booted, storms, entries)
+    full = side.pop("full")
+    if symbols and full:
+        n = symbolize.symbolize(full, kinfo, rec, {"uringrace": artifacts.kmod_path(parts[2])})
+        log(f"{arch}: {n} distinct frames placed to file:line by faddr2line")
+    side.update(arch=arch, tree=kinfo.get("identity"), version=kinfo.get("version"),
+                expect=epath, jobs=jobs, seconds_per_storm=int(secs), reports=full)
+    return side
+
+def side_ok(side):
+    return bool(side["outcomes"]) and all(o["outcome"] == "pass" for o in side["outcomes"])

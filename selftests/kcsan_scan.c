@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Description: not a test of its own: the shell selftests' way to read KCSAN
+ * reports. It reads the kernel log (/dev/kmsg, or a saved console log),
+ * from the line that holds the marker on, and prints one line per report:
+ *
+ *   <verdict> <id> <title>
+ *
+ * verdict and id from the first line of the expectation file whose race
+ * signature matches the report on its accesses (kcsan_match.h), else
+ * "unlisted -"; "report -" with no file. Exit 0; 1 when a forbidden race
+ * was reported; 2 usage or a bad file; 3 when the kernel overwrote records
+ * before they were read, or the marker never came (a report may be lost).
+ *
+ *   kcsan_scan [--expect FILE] [--since MARKER] [--log FILE]
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kcsan_match.h"
+
+#define MAX_ENTRIES	64
+#define MAX_RACES	8
+
+struct entry {
+	char verdict[16];
+	char id[64];
+	char *races[MAX_RACES];
+	int nr;
+};
+
+static struct entry entries[MAX_ENTRIES];
+static int nr_entries, have_expect, forbidden;
+
+/* "<expected|forbidden> <id> <race>..." per line, '#' starts a comment */
+static int load_expect(const char *path)
+{
+	char line[4096];
+	FILE *f = fopen(path, "r");
+	int n = 0;
+
+	if (!f) {
+		fprintf(stderr, "kcsan_scan: cannot read %s\n", path);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		struct entry *e = &entries[nr_entries];
+		char *hash = strchr(line, '#'), *tok, *save;
+		struct kr_side sd[2];
+
+		n++;
+		if (hash)
+			*hash = 0;
+		tok = strtok_r(line, " \t\n", &save);
+		if (!tok)
+			continue;
+		if (nr_entries == MAX_ENTRIES || (strcmp(tok, "expected") && strcmp(tok, "forbidden")))
+			goto bad;
+		snprintf(e->verdict, sizeof(e->verdict), "%s", tok);
+		tok = strtok_r(NULL, " \t\n", &save);
+		if (!tok)
+			goto bad;
+		snprintf(e->id, sizeof(e->id), "%s", tok);
+		while ((tok = strtok_r(NULL, " \t\n", &save)) && e->nr < MAX_RACES) {
+			/* a signature that does not parse is refused here, not ignored */
+			if (kr_race_parse(tok, sd) < 0)
+				goto bad;
+			e->races[e->nr++] = strdup(tok);
+		}
+		if (!e->nr)
+			goto bad;
+		nr_entries++;
+	}
+	fclose(f);
+	return 0;
+bad:
+	fprintf(stderr, "kcsan_scan: %s:%d: want '<expected|forbidden> <id> <race>...'\n",
+		path, n);
+	fclose(f);
+	return -1;
+}
+
+static void one(const struct kr_report *r, void *arg)
+{
+	const char *verdict = have_expect ? "unlisted" : "report", *id = "-";
+
+	for (int i = 0; i < nr_entries && !strcmp(id, "-"); i++)
+		for (int j = 0; j < entries[i].nr; j++)
+			if (kr_match(r, entries[i].races[j]) > 0) {
+				verdict = entries[i].verdict;
+				id = entries[i].id;
+				break;
+			}
+	forbidden |= !strcmp(verdict, "forbidden");
+	printf("%s %s %s\n", verdict, id, r->title);
+}
+
+int main(int argc, char **argv)
+{
+	const char *expect = NULL, *since = NULL, *log = NULL;
+	struct kr_reader rd = { 0 };
+	int on, lost = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && !strcmp(argv[i], "--expect"))
+			expect = argv[++i];
+		else if (i + 1 < argc && !strcmp(argv[i], "--since"))
+			since = argv[++i];
+		else if (i + 1 < argc && !strcmp(argv[i], "--log"))
+			log = argv[++i];
+		else {
+			fprintf(stderr, "usage: kcsan_scan [--expect FILE] [--since MARKER] [--log FILE]\n");
+			return 2;
+		}
+	}
+	if (expect) {
+		if (load_expect(expect))
+			return 2;
+		have_expect = 1;
+	}
+	on = !since;
+	if (log) {
+		char line[4096];
+		FILE *f = fopen(log, "r");
+
+		if (!f) {
+			fprintf(stderr, "kcsan_scan: cannot read %s\n", log);
+			return 2;
+		}
+		while (fgets(line, sizeof(line), f)) {
+			if (!on) {
+				on = !!strstr(line, since);
+				continue;
+			}
+			if (kr_feed(&rd, line))
+				one(&rd.r, NULL);
+		}
+		fclose(f);
+	} else {
+		char rec[8192];
+		int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+
+		if (fd < 0) {
+			perror("kcsan_scan: /dev/kmsg");
+			return 2;
+		}
+		/* find the marker record, then hand the rest to the reader */
+		while (!on) {
+			ssize_t len = read(fd, rec, sizeof(rec) - 1);
+
+			if (len < 0 && errno == EPIPE)
+				continue;	/* before the marker: not ours */
+			if (len <= 0)
+				break;
+			rec[len] = 0;
+			on = !!strstr(rec, since);
+		}
+		if (on)
+			lost = kr_read_kmsg(fd, &rd, one, NULL);
+		close(fd);
+	}
+	if (!on) {
+		printf("# marker '%s' not in the kernel log: its reports cannot be charged\n", since);
+		return 3;
+	}
+	if (lost) {
+		printf("# %d kernel log records overwritten before they were read\n", lost);
+		return 3;
+	}
+	return forbidden ? 1 : 0;
+}

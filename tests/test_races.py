@@ -1,0 +1,204 @@
+"""The race matchers (scripts/uringrace/races.py on the host, the guest's
+selftests/kcsan_match.h through kcsan_scan) and the data files read by
+catalog.py: the same answers on every report of the saved console logs,
+exact matching on both accesses, and signatures that do not parse refused."""
+
+import glob
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(TOP, "scripts"))
+from uringrace import catalog, expect, parse, races  # noqa: E402
+from uringrace.common import PipelineError  # noqa: E402
+
+LOGS = sorted(glob.glob(os.path.join(HERE, "logs", "*.console")))
+SQ_HEAD = "ur_io_sq_thread:read:plain,reordered,size=8/ur_sq_app_submit:write:plain,size=8"
+
+
+def module_races():
+    """{scenario: [race]} as the module's sc_*.c files write them."""
+    out = {}
+    for path in glob.glob(os.path.join(TOP, "kmod", "sc_*.c")):
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        body = re.search(r"_races\[\] = \{(.*?)NULL", text, re.S).group(1)
+        name = os.path.basename(path)[3:-2]
+        out[name] = ["".join(re.findall(r'"([^"]*)"', chunk))
+                     for chunk in body.split(",\n") if '"' in chunk]
+    return out
+
+
+def scan_binary():
+    out = os.path.join(tempfile.mkdtemp(prefix="urr-scan-"), "kcsan_scan")
+    subprocess.run(["gcc", "-O2", "-Wall", "-Werror", "-o", out,
+                    os.path.join(TOP, "selftests", "kcsan_scan.c")], check=True)
+    return out
+
+
+class Matcher(unittest.TestCase):
+    def setUp(self):
+        with open(os.path.join(HERE, "logs", "x86_64-6.12-scenarios.console"),
+                  encoding="utf-8") as f:
+            self.reports = parse.parse_console(f.read())["reports"]
+
+    def test_both_accesses_exactly(self):
+        sq = [r for r in self.reports if "ur_sq_app_submit" in r["title"]]
+        self.assertTrue(sq)
+        self.assertTrue(all(races.match(r, SQ_HEAD) for r in sq))
+        # the order of the sides does not matter
+        a, b = SQ_HEAD.split("/")
+        self.assertTrue(races.match(sq[0], b + "/" + a))
+        # a prefix of a function is not the function (ur_io_sq_thread_wait)
+        self.assertFalse(races.match(sq[0], SQ_HEAD.replace("ur_io_sq_thread:",
+                                                            "ur_io_sq_thread_wait:")))
+        self.assertFalse(races.match(sq[0], SQ_HEAD.replace("ur_io_sq_thread:",
+                                                            "ur_io_sq_threa:")))
+        # each attribute is checked: type, size, marked, reordered
+        for wrong in (SQ_HEAD.replace("read:", "write:", 1), SQ_HEAD.replace("size=8", "size=4"),
+                      SQ_HEAD.replace("plain,reordered", "marked"),
+                      SQ_HEAD.replace("write:plain", "write:plain,reordered")):
+            self.assertFalse(races.match(sq[0], wrong), wrong)
+
+    def test_one_side_needs_every_access(self):
+        iowq = [r for r in self.reports if "ur_io_wq_exit_marker" in r["title"]]
+        self.assertTrue(iowq)
+        self.assertTrue(races.match(iowq[0], "ur_io_worker_handle_work|ur_io_wq_exit_marker|"
+                                             "ur_io_wq_worker_sleeping|ur_io_wq_worker_running"))
+        self.assertFalse(races.match(iowq[0], "ur_io_wq_exit_marker"))
+
+    def test_bad_signatures_refused(self):
+        for bad in ("", "a:reed", "a:read:plane", "a/b/c", "a:read:plain,marked", ":read",
+                    "a:read:size=0"):
+            with self.assertRaises(ValueError, msg=bad):
+                races.parse_race(bad)
+
+    def test_bad_expectation_line_refused(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write("expected x fn:reed\n")
+            f.flush()
+            with self.assertRaisesRegex(PipelineError, r":1: bad access type"):
+                expect.load(f.name)
+            self.assertEqual(2, subprocess.run([scan_binary(), "--expect", f.name, "--log",
+                                                LOGS[0]], capture_output=True).returncode)
+
+    def test_module_signatures_parse_and_fire_on_saved_logs(self):
+        sigs = module_races()
+        self.assertEqual(set(sigs), set(catalog.scenario_names()))
+        for rs in sigs.values():
+            for r in rs:
+                races.parse_race(r)
+        # the KCSAN-detected scenarios' races are in the saved scenario runs
+        for log in ("x86_64-6.12-scenarios.console", "arm64-6.12-scenarios.console"):
+            with open(os.path.join(HERE, "logs", log), encoding="utf-8") as f:
+                reps = parse.parse_console(f.read())["reports"]
+            for sc in ("iowq_flags", "sq_head", "cq_tail"):
+                self.assertTrue(any(races.match(r, s) for r in reps for s in sigs[sc]),
+                                f"{sc} in {log}")
+
+
+class GuestAndHostAgree(unittest.TestCase):
+    """kcsan_scan (the guest's C matcher) and races.py: for every report of
+    every saved console log, the same verdict and race id."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.scan = scan_binary()
+
+    def test_every_report_of_every_log(self):
+        files = [expect.path_for(v) for v in ("6.1", "6.12")]
+        inverted = os.path.join(tempfile.mkdtemp(), "module.txt")
+        with open(inverted, "w", encoding="utf-8") as f:
+            for sc, rs in sorted(module_races().items()):
+                f.write(f"forbidden {sc} {' '.join(rs)}\n")
+        files.append(inverted)
+        checked = 0
+        for path in files:
+            entries = expect.load(path)
+            for log in LOGS:
+                with open(log, encoding="utf-8", errors="replace") as f:
+                    reps = parse.parse_console(f.read())["reports"]
+                res = subprocess.run([self.scan, "--expect", path, "--log", log],
+                                     capture_output=True, text=True, check=False)
+                got = [line.split(" ", 2) for line in res.stdout.splitlines()
+                       if not line.startswith("#")]
+                want = [[*map(lambda x: x or "-", expect.classify(r, entries)), r["title"]]
+                        for r in reps]
+                self.assertEqual(want, got, f"{os.path.basename(log)} x "
+                                            f"{os.path.basename(path)}")
+                forbidden = any(w[0] == "forbidden" for w in want)
+                self.assertEqual(1 if forbidden else 0, res.returncode)
+                checked += len(reps)
+        self.assertGreater(checked, 100)
+
+    def test_since_marker_and_missing_marker(self):
+        log = os.path.join(HERE, "logs", "x86_64-6.12-scenarios.console")
+        res = subprocess.run([self.scan, "--since", "subtest-start verdict", "--log", log],
+                             capture_output=True, text=True, check=False)
+        self.assertEqual(0, res.returncode)
+        self.assertNotIn("virtqueue", res.stdout)  # boot noise is before the marker
+        res = subprocess.run([self.scan, "--since", "no such marker", "--log", log],
+                             capture_output=True, text=True, check=False)
+        self.assertEqual(3, res.returncode)
+        self.assertIn("not in the kernel log", res.stdout)
+
+
+class Catalog(unittest.TestCase):
+    def test_uapi_lists(self):
+        lists = catalog.uapi_lists()
+        self.assertEqual(catalog.scenario_names(),
+                         ["iowq_flags", "sq_head", "sqpoll_wakeup", "cq_tail", "ringbuf_notify"])
+        self.assertEqual([s["id"] for s in lists["SCENARIOS"]], [1, 2, 3, 4, 5])
+        self.assertEqual([m["name"] for m in lists["MODES"]], ["kthread", "user", "user_mm"])
+        self.assertEqual(lists["SCENARIOS"][3]["modes"], ["KTHREAD", "USER", "USER_MM"])
+        an = {a["ID"] for a in lists["ANOMALIES"]}
+        self.assertTrue(all(s["anomaly"] in an for s in lists["SCENARIOS"]))
+
+    def test_every_scenario_has_kthread_verdicts_both_ways(self):
+        for sc in catalog.scenario_names():
+            for var in ("buggy", "fixed"):
+                self.assertTrue(catalog.verdict_for(sc, var, "kthread", "x86_64", "tcg"),
+                                f"{sc} {var}")
+        rows = catalog.verdicts()
+        known = set(catalog.scenario_names())
+        modes = {m["name"] for m in catalog.uapi_lists()["MODES"]} | {"litmus"}
+        for r in rows:
+            self.assertIn(r["scenario"], known)
+            self.assertIn(r["mode"], modes)
+            self.assertIn(r["expect"], ("detected", "clean", "not-observable"))
+
+    def test_storm_table(self):
+        names = [s["name"] for s in catalog.storms()]
+        self.assertEqual(len(names), len(set(names)))
+        self.assertEqual(catalog.storm_set("compare")[0][0], "iowq-raw")
+        self.assertEqual(len(catalog.storm_set("check")), 10)
+
+    def test_the_shell_reads_the_same_tables(self):
+        """lib.sh's verdict/storms readers against catalog.py's."""
+        lib = os.path.join(TOP, "selftests", "lib.sh")
+        script = (f"HERE={os.path.join(TOP, 'selftests')}; . {lib}; ARCH=x86_64; ACCEL=tcg; "
+                  "verdict sq_head buggy kthread; verdict ringbuf_notify buggy kthread; "
+                  "verdict_cases user user_mm litmus; storms compare")
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+        v1 = catalog.verdict_for("sq_head", "buggy", "kthread", "x86_64", "tcg")
+        v2 = catalog.verdict_for("ringbuf_notify", "buggy", "kthread", "x86_64", "tcg")
+        self.assertEqual(out[0], f"{v1['expect']} {v1['seconds']}")
+        self.assertEqual(out[1], f"{v2['expect']} {v2['seconds']}")
+        cases = []
+        for r in catalog.verdicts():
+            c = f"{r['scenario']}:{r['mode']}"
+            if r["mode"] != "kthread" and c not in cases:
+                cases.append(c)
+        self.assertEqual(out[2:2 + len(cases)], cases)
+        self.assertEqual(out[2 + len(cases):],
+                         [f"{n} {a}" for n, a in catalog.storm_set("compare")])
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -2,24 +2,34 @@
 /*
  * Scenario ringbuf_notify (seed 003): BPF ring buffer notifications.
  *
- * Mirrors kernel/bpf/ringbuf.c (bpf_ringbuf_commit()) and the consumer in
- * libbpf (ringbuf_process_ring() + epoll, edge-triggered). The producer
- * publishes a record, then reads the consumer position: if the consumer had
- * consumed everything before this record, it may be about to sleep, so
- * notify. The consumer publishes its position, then reads the producer
- * position: nothing new, so wait for a notification. Store buffering: with
- * release/acquire only, both loads can return the old values; the producer
- * does not notify, the consumer sleeps with a record pending.
+ * Mirrors the producer of kernel/bpf/ringbuf.c (6.1 and 6.12 alike) and the
+ * consumer of libbpf's ringbuf_process_ring() (tools/lib/bpf/ringbuf.c)
+ * waiting edge-triggered, as aya and the 2026 libbpf EPOLLET change do.
  *
- *   buggy: smp_store_release() then smp_load_acquire() on both sides;
- *   fixed: a full barrier between each side's store and load (smp_mb(); the
- *          real commit's xchg() on the record header is one).
+ * Producer, record by record:
+ *   __bpf_ringbuf_reserve(): the record's header is busy; producer_pos is
+ *     advanced with smp_store_release() (our ring's tail);
+ *   the program fills the record;
+ *   bpf_ringbuf_commit(): xchg() on the header clears busy (a full
+ *     barrier), then cons_pos = smp_load_acquire(&consumer_pos), and a
+ *     notification when cons_pos equals the record's start.
+ * The producer always has its xchg(): no kernel ever lacked it.
+ *
+ * Consumer (libbpf): read producer_pos (acquire); for each record read its
+ * header (acquire), stop at a busy one, consume, smp_store_release() of
+ * consumer_pos (our ring's head); re-read producer_pos; nothing new: wait
+ * for a notification.
+ *
+ *   buggy: libbpf's consumer, release store then acquire load: store
+ *          buffering lets it read a stale producer_pos while the producer
+ *          reads a stale consumer_pos; no notification, consumer asleep.
+ *   fixed: a full barrier between the consumer's store and its load (the
+ *          seq_cst store the thread asks for).
  *
  * Detector: the consumer's watchdog. The producer notes, record by record
- * (ring header: decided, notifications),
- * that it has decided whether to notify; a consumer that waited watchdog_ms
- * with no notification while the producer had already decided "no" for the
- * first record it has not consumed counts a lost notification (then goes
+ * (ring header: decided), that it has decided whether to notify; a consumer
+ * that waited watchdog_ms with no notification while the record at its
+ * position was committed and decided counts a lost notification (then goes
  * on, as a level-triggered poll would).
  */
 #include <linux/delay.h>
@@ -27,53 +37,53 @@
 
 #include "ur_internal.h"
 
-/* bpf_ringbuf_commit(): publish the record, maybe notify */
+/* __bpf_ringbuf_reserve() + bpf_ringbuf_commit(), one record after another */
 static int ur_bpf_ringbuf_commit(void *arg)
 {
 	struct ur_run *run = arg;
 	struct uringrace_ring_hdr *r = run->ring;
 	struct uringrace_entry *recs = ur_entries(r);
 	const u32 mask = run->cfg.entries - 1;
-	const bool fixed = ur_fixed(run);
 	u32 prod = 0;
 
 	while (!ur_should_stop(run)) {
 		struct uringrace_entry *rec;
 		u32 cons;
 
-		/* pairs with the consumer's release of head */
+		/* ring full: pairs with the consumer's release of head */
 		if (prod - smp_load_acquire(&r->head) >= run->cfg.entries) {
 			cond_resched();
 			continue;
 		}
-		/* let the consumer catch up and head for sleep, then race it */
-		if (smp_load_acquire(&r->head) != prod) {
-			cond_resched();
-			continue;
-		}
-		ndelay(get_random_u32_below(2000));
 		rec = &recs[prod & mask];
-		rec->seq = (u64)prod + 1;
-		rec->seq_end = (u64)prod + 1;
+		/* reserve: header busy, then producer_pos */
+		WRITE_ONCE(rec->seq_end, 0);
 		/* pairs with the consumer's acquire of tail */
-		smp_store_release(&r->tail, ++prod);
-		/* fixed: full barrier, tail store before head load (SB) */
-		if (fixed)
-			smp_mb();	/* pairs with the other side's full barrier */
+		smp_store_release(&r->tail, prod + 1);
+		rec->seq = (u64)prod + 1;
+		/* commit: clear busy; xchg() is a full barrier, as in the kernel */
+		xchg(&rec->seq_end, (u64)prod + 1);
 		/* pairs with the consumer's release of head */
 		cons = smp_load_acquire(&r->head);
-		if (cons == prod - 1) {
+		/* the kernel's rule: the consumer is at this record's start */
+		if (cons == prod) {
 			WRITE_ONCE(r->notifications, READ_ONCE(r->notifications) + 1);
 			wake_up(&run->wq);
 		}
+		prod++;
 		/* pairs with the consumer watchdog's acquire of decided */
 		smp_store_release(&r->decided, prod);
 		atomic64_inc(&run->ops);
+		/* records in bursts, so the consumer is sometimes one behind and
+		 * sometimes caught up and heading for sleep when one arrives
+		 */
+		if (!(get_random_u32() & 3))
+			ndelay(get_random_u32_below(4000));
 	}
 	return 0;
 }
 
-/* the consumer: drain, publish position, re-check, wait (edge-triggered) */
+/* libbpf's ringbuf_process_ring() and an edge-triggered wait */
 static int ur_ringbuf_consume(void *arg)
 {
 	struct ur_run *run = arg;
@@ -85,26 +95,32 @@ static int ur_ringbuf_consume(void *arg)
 	u32 cons = 0;
 
 	while (!ur_should_stop(run)) {
-		/* pairs with the producer's release of tail */
-		u32 prod = smp_load_acquire(&r->tail);
-		u32 seen;
+		u32 seen = READ_ONCE(r->notifications);
+		bool got;
 
-		while (cons != prod) {
-			const struct uringrace_entry *rec = &recs[cons & mask];
+		do {
+			/* pairs with the producer's release of tail */
+			u32 prod = smp_load_acquire(&r->tail);
 
-			if (rec->seq != (u64)cons + 1 || rec->seq_end != (u64)cons + 1)
-				ur_anomaly(run, URINGRACE_AN_TORN_SQE);
-			cons++;
-		}
-		seen = READ_ONCE(r->notifications);
-		/* pairs with the producer's acquire of head */
-		smp_store_release(&r->head, cons);
-		/* fixed: full barrier, head store before tail load (SB) */
-		if (fixed)
-			smp_mb();	/* pairs with the other side's full barrier */
-		/* pairs with the producer's release of tail */
-		if (smp_load_acquire(&r->tail) != cons)
-			continue;
+			got = false;
+			while (cons != prod) {
+				const struct uringrace_entry *rec = &recs[cons & mask];
+				/* pairs with the producer's xchg() of the header */
+				u64 len = smp_load_acquire(&rec->seq_end);
+
+				if (!len)
+					goto wait;	/* busy: not committed yet */
+				if (len != (u64)cons + 1 || rec->seq != (u64)cons + 1)
+					ur_anomaly(run, URINGRACE_AN_TORN_SQE);
+				cons++;
+				got = true;
+				/* pairs with the producer's acquire of head */
+				smp_store_release(&r->head, cons);
+				if (fixed)
+					smp_mb();	/* pairs with the commit's xchg() */
+			}
+		} while (got);
+wait:
 		if (wait_event_interruptible_timeout(run->wq,
 						     READ_ONCE(r->notifications) != seen ||
 						     ur_should_stop(run), tmo) > 0)

@@ -140,3 +140,28 @@ class TreeChecks(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SyncSources(unittest.TestCase):
+    """The module's sources are copied by content, not by mtime: an older
+    checkout's file replaces a newer different one, a scenario file the
+    checkout no longer has is removed (kmod/Makefile builds every sc_*.c)."""
+
+    def test_content_not_mtime(self):
+        from uringrace import artifacts
+        src, dst = tempfile.mkdtemp(), tempfile.mkdtemp()
+        for d, files in ((src, {"main.c": "new", "same.h": "x", "Makefile": "m"}),
+                         (dst, {"main.c": "old", "same.h": "x", "sc_gone.c": "g",
+                                "uringrace.mod.c": "kbuild", "main.o": "obj"})):
+            for n, text in files.items():
+                with open(os.path.join(d, n), "w", encoding="utf-8") as f:
+                    f.write(text)
+        os.utime(os.path.join(src, "main.c"), (1, 1))  # older than the copy
+        changed = artifacts.sync_sources(src, dst)
+        self.assertEqual(sorted(changed), ["Makefile", "main.c", "sc_gone.c"])
+        with open(os.path.join(dst, "main.c"), encoding="utf-8") as f:
+            self.assertEqual("new", f.read())
+        self.assertGreater(os.path.getmtime(os.path.join(dst, "main.c")), 1)
+        self.assertEqual(sorted(os.listdir(dst)),
+                         ["Makefile", "main.c", "main.o", "same.h", "uringrace.mod.c"])
+        self.assertEqual([], artifacts.sync_sources(src, dst))

@@ -23,15 +23,50 @@ def kmod_path(workdir):
     return os.path.join(workdir, "src", "kmod", "uringrace.ko")
 
 
+SOURCE_SUFFIXES = (".c", ".h", "Makefile", "Kbuild")
+
+
+def sync_sources(src, dst):
+    """Make dst's source files (SOURCE_SUFFIXES) those of src: a file whose
+    content differs is rewritten (a new mtime, so kbuild rebuilds it, whatever
+    the checkout's own mtimes), one src no longer has is removed (kmod/Makefile
+    builds every sc_*.c it finds); build outputs are left alone. Returns the
+    paths written or removed."""
+    changed = []
+    want = set()
+    for root, _, names in os.walk(src):
+        for n in names:
+            if not n.endswith(SOURCE_SUFFIXES):
+                continue
+            rel = os.path.relpath(os.path.join(root, n), src)
+            want.add(rel)
+            with open(os.path.join(src, rel), "rb") as f:
+                data = f.read()
+            out = os.path.join(dst, rel)
+            old = None
+            if os.path.exists(out):
+                with open(out, "rb") as f:
+                    old = f.read()
+            if old != data:
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                with open(out, "wb") as f:
+                    f.write(data)
+                changed.append(rel)
+    for root, _, names in os.walk(dst):
+        for n in names:
+            rel = os.path.relpath(os.path.join(root, n), dst)
+            if n.endswith(SOURCE_SUFFIXES) and rel not in want and not n.endswith(".mod.c"):
+                os.unlink(os.path.join(dst, rel))
+                changed.append(rel)
+    return changed
+
+
 def build_kmod(kinfo, rec, workdir):
     """Copy kmod/ and include/ next to each other under workdir (one copy per
     arch and kernel, so builds for two arches never share objects)."""
     src = os.path.join(workdir, "src")
     for sub in ("kmod", "include"):
-        dst = os.path.join(src, sub)
-        os.makedirs(dst, exist_ok=True)
-        subprocess.run(["cp", "-a", "--update", os.path.join(REPO, sub) + "/.", dst],
-                       check=True)
+        sync_sources(os.path.join(REPO, sub), os.path.join(src, sub))
     cmd = ["make", "-C", kinfo["objdir"], f"M={os.path.join(src, 'kmod')}",
            f"ARCH={rec['KARCH']}", "W=1", f"-j{jobs()}", "modules"]
     if rec.get("CROSS_COMPILE"):

@@ -70,6 +70,7 @@ def host_leg(tally, workdir):
                   detail)
         tally.add(f"host: {proto} store buffering seen without it",
                   woff > 0 and off["ops"] >= 1000000, detail)
+    _ringbuf_model(tally, drv)
     rc, got = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "on"])
     if rc == 4:
         tally.add("host: real SQPOLL storm, fence on: no stall", True,
@@ -82,6 +83,25 @@ def host_leg(tally, workdir):
                   rc == 0 and r["ops"] > 0 and r["anomalies"].get("stalls", 1) == 0,
                   f"on: {r['anomalies'].get('stalls')} stalls in {r['ops']}; off (measured, "
                   f"not asserted): {off['anomalies'].get('stalls')} in {off['ops']}")
+
+def _ringbuf_model(tally, drv):
+    """The ringbuf model must be able to show seed 003's bug: the kernel's
+    producer rule against libbpf's consumer on the host CPU, 5 s each way."""
+    got = {}
+    for fence in ("off", "on"):
+        _, rows = run_driver_host(drv, ["model", "--fence", fence, "--duration", "5",
+                                        "--entries", "64", "--watchdog-ms", "20"])
+        got[fence] = rows[0] if rows else {"ops": 0, "anomalies": {}}
+    on, off = got["on"], got["off"]
+    lost_on = on["anomalies"].get("lost_notify", -1)
+    lost_off = off["anomalies"].get("lost_notify", 0)
+    detail = (f"fence off: {lost_off} lost in {off['ops']} records; fence on: {lost_on} in "
+              f"{on['ops']}")
+    tally.add("host: ringbuf model loses notifications without the consumer's fence",
+              lost_off > 0 and off["ops"] > 10000, detail)
+    tally.add("host: ringbuf model loses none with it", lost_on == 0 and on["ops"] > 100000,
+              detail)
+
 
 def _symbolize_step(arch, rep, rec, kinfo, work):
     """faddr2line with this build's module (and cross binutils on arm64): the

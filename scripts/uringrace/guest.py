@@ -1,6 +1,7 @@
 """What every guest run needs: the cached kernel, the artifacts, one boot
 with its report, and a fresh run directory."""
 
+import hashlib
 import os
 import time
 
@@ -21,7 +22,10 @@ def kernel_for(args, arch):
 def guest_parts(args, arch):
     """Kernel + everything the guest needs for one arch (all cached)."""
     rec, kinfo = kernel_for(args, arch)
-    work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo['key']}")
+    # one work dir per checkout too: make judges the driver's and the tests'
+    # objects by mtime, and another checkout's sources may be older
+    tag = hashlib.sha1(os.path.realpath(REPO).encode()).hexdigest()[:8]
+    work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo['key']}-{tag}")
     os.makedirs(work, exist_ok=True)
     ko = artifacts.build_kmod(kinfo, rec, work)
     files, tests = artifacts.build_selftests(kinfo, rec, work)

@@ -7,6 +7,7 @@
 
 #include "options.hpp"
 #include "report.hpp"
+#include "ringbuf_model.hpp"
 #include "workloads.hpp"
 
 using namespace uringrace;
@@ -54,6 +55,8 @@ int main(int argc, char** argv) {
         results.push_back(run_iowq(o));
     else if (o.workload == "cq")
         results.push_back(run_cq(o));
+    else if (o.workload == "model")
+        results.push_back(run_ringbuf_model(o));
     else if (o.workload == "litmus") {
         for (const auto& p : litmus_protocols())
             if (o.protocol == "both" || o.protocol == p)

@@ -11,6 +11,7 @@
 
 #include "fences.hpp"
 #include "ring.hpp"
+#include "ringbuf_model.hpp"
 #include "scenarios.hpp"
 #include "workloads.hpp"
 
@@ -136,40 +137,6 @@ uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, u
     return tail;
 }
 
-// the BPF ringbuf model: consume; wait for a notification when caught up
-uint64_t ringbuf_consumer(Device& d, const RingMath& m, const Budget& b, Fence f, unsigned wd_ms,
-                          uint64_t& lost) {
-    auto* r = d.ring();
-    uringrace_entry* e = d.entries();
-    uint32_t cons = 0;
-    while (!b.over(cons)) {
-        uint32_t prod = load(&r->tail, std::memory_order_acquire);
-        while (cons != prod) {
-            (void)e[m.slot(cons)].seq;
-            cons++;
-        }
-        uint32_t seen = load(&r->notifications, std::memory_order_relaxed);
-        store(&r->head, cons, std::memory_order_release);
-        ringbuf_pos_to_pos_fence(f);
-        if (load(&r->tail, std::memory_order_acquire) != cons)
-            continue;
-        // edge-triggered wait: only a new notification wakes us
-        Watchdog dog{std::chrono::milliseconds(wd_ms)};
-        dog.arm(clock_type::now());
-        while (load(&r->notifications, std::memory_order_acquire) == seen && !b.over(0)) {
-            if (dog.expired(clock_type::now())) {
-                uint32_t decided = load(&r->decided, std::memory_order_acquire);
-                if (load(&r->tail, std::memory_order_acquire) != cons &&
-                    int32_t(decided - (cons + 1)) >= 0)
-                    lost++;
-                break;
-            }
-            std::this_thread::yield();
-        }
-    }
-    return cons;
-}
-
 // The application side of each scenario that has one: what it runs, the
 // counter its anomalies go to, and which side produces the work (for the
 // cross-check of the two sides' operation counts).
@@ -200,7 +167,7 @@ constexpr UserSide user_sides[] = {
     {URINGRACE_SC_RINGBUF_NOTIFY, "module: consume the module's ring buffer (--fence on|off)",
      "lost_notify_user", false,
      [](Device& d, const RingMath& m, const Budget& b, const Options& o, uint64_t& an) {
-         return ringbuf_consumer(d, m, b, o.fence, o.watchdog_ms, an);
+         return ringbuf_consume(d.ring(), d.entries(), m, b, o.fence, o.watchdog_ms, an);
      }},
 };
 

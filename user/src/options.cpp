@@ -21,6 +21,8 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
         for (auto& m : module_workloads())
             v.push_back(m);
         v.emplace_back("litmus", "store-buffering litmus forms of the SB scenarios");
+        v.emplace_back("model", "the BPF ringbuf protocol on host threads: the kernel's "
+                                "producer rule vs libbpf's consumer (--fence on|off)");
         return v;
     }();
     return w;

@@ -62,11 +62,19 @@ struct ur_run_box {
 	unsigned int id;
 };
 
+/*
+ * Locks: lock serialises the ioctls and is never held across a user copy
+ * (which may take mmap_lock); ring_lock guards ring, ring_bytes and uaddr,
+ * is taken inside lock or mmap_lock, and takes nothing itself. So mmap()
+ * (mmap_lock, then ring_lock) never waits for a STOP that holds lock while
+ * kthread_stop() waits for a thread faulting on mmap_lock.
+ */
 struct ur_file {
-	struct mutex lock;		/* serialises this file's ioctls */
+	struct mutex lock;
 	bool configured;
 	struct uringrace_config cfg;
 	struct ur_run_box *box;		/* running or finished run */
+	struct mutex ring_lock;
 	void *ring;			/* vmalloc_user, lives until release */
 	size_t ring_bytes;
 	void __user *uaddr;		/* where the ring was last mapped */
@@ -234,9 +242,12 @@ static int ur_start(struct ur_file *uf)
 		run->ring->entries = uf->cfg.entries;
 	}
 	if (uf->cfg.mode == URINGRACE_MODE_USER_MM) {
+		/* the struct only: the thread takes users with mmget_not_zero() */
 		mmgrab(current->mm);
 		run->mm = current->mm;
+		mutex_lock(&uf->ring_lock);
 		run->uring = uf->uaddr;
+		mutex_unlock(&uf->ring_lock);
 	}
 	run->start_ns = ktime_get_ns();
 	run->end_ns = run->start_ns + (u64)uf->cfg.duration_ms * NSEC_PER_MSEC;
@@ -321,64 +332,66 @@ static int ur_validate(struct uringrace_config *c)
 	return 0;
 }
 
-static long ur_ioctl_configure(struct ur_file *uf, void __user *arg)
+/* under uf->lock, c already copied in and validated */
+static long ur_configure(struct ur_file *uf, const struct uringrace_config *c)
 {
-	struct uringrace_config c;
 	size_t bytes;
-	int ret = ur_get_sized(&c, sizeof(c), arg);
+	void *ring;
 
-	if (ret)
-		return ret;
-	ret = ur_validate(&c);
-	if (ret)
-		return ret;
 	if (uf->box && atomic_read(&uf->box->run.workers_live))
 		return -EBUSY;
-	if (c.mode != URINGRACE_MODE_KTHREAD) {
-		bytes = PAGE_ALIGN(uringrace_ring_bytes(c.entries));
+	if (c->mode != URINGRACE_MODE_KTHREAD) {
+		bytes = PAGE_ALIGN(uringrace_ring_bytes(c->entries));
 		/* a mapped ring cannot change size: use a new file for that */
 		if (uf->ring && uf->ring_bytes != bytes)
 			return -EBUSY;
 		if (!uf->ring) {
-			uf->ring = vmalloc_user(bytes);
-			if (!uf->ring)
+			ring = vmalloc_user(bytes);
+			if (!ring)
 				return -ENOMEM;
+			mutex_lock(&uf->ring_lock);
+			uf->ring = ring;
 			uf->ring_bytes = bytes;
+			mutex_unlock(&uf->ring_lock);
 		}
 	}
-	uf->cfg = c;
+	uf->cfg = *c;
 	uf->configured = true;
 	return 0;
-}
-
-static long ur_ioctl_stats(struct ur_file *uf, void __user *arg)
-{
-	struct uringrace_stats st;
-	int ret = ur_get_sized(&st, sizeof(st), arg);
-
-	if (ret)
-		return ret;
-	if (!uf->box)
-		return -ENODATA;
-	memset(&st, 0, sizeof(st));
-	st.size = sizeof(st);
-	ur_fill_stats(&uf->box->run, &st);
-	return copy_to_user(arg, &st, sizeof(st)) ? -EFAULT : 0;
 }
 
 static long ur_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct ur_file *uf = file->private_data;
 	void __user *uarg = (void __user *)arg;
+	struct uringrace_config c;
+	struct uringrace_stats st;
 	long ret;
 
-	if (cmd == URINGRACE_IOC_VERSION)
+	/* user copies in and out happen outside uf->lock (see struct ur_file) */
+	switch (cmd) {
+	case URINGRACE_IOC_VERSION:
 		return ur_ioctl_version(uarg);
+	case URINGRACE_IOC_CONFIGURE:
+		ret = ur_get_sized(&c, sizeof(c), uarg);
+		if (!ret)
+			ret = ur_validate(&c);
+		if (ret)
+			return ret;
+		break;
+	case URINGRACE_IOC_STATS:
+		ret = ur_get_sized(&st, sizeof(st), uarg);
+		if (ret)
+			return ret;
+		memset(&st, 0, sizeof(st));
+		st.size = sizeof(st);
+		break;
+	}
 
 	mutex_lock(&uf->lock);
 	switch (cmd) {
 	case URINGRACE_IOC_CONFIGURE:
-		ret = ur_ioctl_configure(uf, uarg);
+		ret = ur_configure(uf, &c);
 		break;
 	case URINGRACE_IOC_START:
 		ret = ur_start(uf);
@@ -389,7 +402,9 @@ static long ur_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 			ur_run_stop(uf->box);
 		break;
 	case URINGRACE_IOC_STATS:
-		ret = ur_ioctl_stats(uf, uarg);
+		ret = uf->box ? 0 : -ENODATA;
+		if (uf->box)
+			ur_fill_stats(&uf->box->run, &st);
 		break;
 	case URINGRACE_IOC_WAKE:
 		ret = uf->box ? 0 : -ENODATA;
@@ -400,6 +415,8 @@ static long ur_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		ret = -ENOTTY;
 	}
 	mutex_unlock(&uf->lock);
+	if (!ret && cmd == URINGRACE_IOC_STATS && copy_to_user(uarg, &st, sizeof(st)))
+		ret = -EFAULT;
 	return ret;
 }
 
@@ -409,23 +426,34 @@ static int ur_mmap(struct file *file, struct vm_area_struct *vma)
 	unsigned long len = vma->vm_end - vma->vm_start;
 	int ret = -EINVAL;
 
-	mutex_lock(&uf->lock);
+	/* mmap_lock is held: ring_lock only, never uf->lock */
+	mutex_lock(&uf->ring_lock);
 	if (uf->ring && vma->vm_pgoff < (uf->ring_bytes >> PAGE_SHIFT) &&
 	    len <= uf->ring_bytes - (vma->vm_pgoff << PAGE_SHIFT))
 		ret = remap_vmalloc_range(vma, uf->ring, vma->vm_pgoff);
 	if (!ret && !vma->vm_pgoff)
 		uf->uaddr = (void __user *)vma->vm_start;
-	mutex_unlock(&uf->lock);
+	mutex_unlock(&uf->ring_lock);
 	return ret;
 }
 
+/* -1: root only (device 0600); a gid: that group too (device 0660 + check) */
+static int group = -1;
+module_param(group, int, 0444);
+MODULE_PARM_DESC(group, "gid whose members may open /dev/uringrace (default: root only)");
+
 static int ur_open(struct inode *inode, struct file *file)
 {
-	struct ur_file *uf = kzalloc(sizeof(*uf), GFP_KERNEL);
+	struct ur_file *uf;
 
+	if (group >= 0 && !capable(CAP_SYS_ADMIN) &&
+	    !in_group_p(make_kgid(current_user_ns(), group)))
+		return -EPERM;
+	uf = kzalloc(sizeof(*uf), GFP_KERNEL);
 	if (!uf)
 		return -ENOMEM;
 	mutex_init(&uf->lock);
+	mutex_init(&uf->ring_lock);
 	file->private_data = uf;
 	return 0;
 }
@@ -453,7 +481,7 @@ static struct miscdevice ur_misc = {
 	.minor = MISC_DYNAMIC_MINOR,
 	.name = "uringrace",
 	.fops = &ur_fops,
-	.mode = 0666,
+	.mode = 0600,	/* ur_init() opens it to the group module parameter */
 };
 
 /* ---- KCSAN reports, from the console tracepoint ---- */
@@ -519,6 +547,7 @@ static int ur_scenarios_show(struct seq_file *m, void *v)
 
 	for (i = 1; i < URINGRACE_SC_MAX; i++) {
 		seq_printf(m, "%u %s %s", i, ur_scenarios[i].name,
+			   ur_scenarios[i].anomaly == URINGRACE_AN_NONE ? "none" :
 			   ur_anomaly_names[ur_scenarios[i].anomaly]);
 		for (r = ur_scenarios[i].sc->races; *r; r++)
 			seq_printf(m, " %s", *r);
@@ -532,6 +561,8 @@ static int __init ur_init(void)
 {
 	int ret;
 
+	if (group >= 0)
+		ur_misc.mode = 0666;	/* ur_open() admits root and the group */
 	for_each_kernel_tracepoint(ur_find_console_tp, &ur_console_tp);
 	if (ur_console_tp &&
 	    tracepoint_probe_register(ur_console_tp, ur_probe_console, NULL))

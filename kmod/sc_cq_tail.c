@@ -70,6 +70,11 @@ static int ur_io_wq_post_cqe(void *arg)
 	const bool fixed = ur_fixed(run);
 	u32 tail = 0, head;
 
+	/* only an mm that still has users: its owner may be exiting (as
+	 * io_uring's SQPOLL thread does: mmget_not_zero(), then use it)
+	 */
+	if (!mmget_not_zero(run->mm))
+		return 0;
 	kthread_use_mm(run->mm);
 	while (!ur_should_stop(run)) {
 		struct uringrace_entry __user *cqe;
@@ -95,6 +100,7 @@ static int ur_io_wq_post_cqe(void *arg)
 		atomic64_inc(&run->ops);
 	}
 	kthread_unuse_mm(run->mm);
+	mmput(run->mm);
 	return 0;
 }
 

@@ -25,16 +25,6 @@
 #include "kcsan_match.h"
 #include "module_path.h"
 
-static int load_module(void)
-{
-	char cmd[512];
-
-	if (!access(URINGRACE_DEV, F_OK))
-		return 0;
-	snprintf(cmd, sizeof(cmd), "insmod %s", ur_module_path());
-	return system(cmd);
-}
-
 static struct uringrace_config good_config(void)
 {
 	struct uringrace_config c = {
@@ -82,7 +72,7 @@ FIXTURE(dev) {
 
 FIXTURE_SETUP(dev)
 {
-	ASSERT_EQ(0, load_module()) TH_LOG("cannot load %s", ur_module_path());
+	UR_NEED_MODULE();
 	self->fd = open(URINGRACE_DEV, O_RDWR);
 	ASSERT_LE(0, self->fd);
 }
@@ -243,7 +233,7 @@ TEST(close_during_run_stops_every_thread)
 	struct uringrace_config c = good_config();
 	int fd;
 
-	ASSERT_EQ(0, load_module());
+	UR_NEED_MODULE();
 	fd = open(URINGRACE_DEV, O_RDWR);
 	ASSERT_LE(0, fd);
 	c.threads = 4;
@@ -261,7 +251,7 @@ TEST(unload_refused_during_run_then_clean)
 	char cmd[512];
 	int fd;
 
-	ASSERT_EQ(0, load_module());
+	UR_NEED_MODULE();
 	fd = open(URINGRACE_DEV, O_RDWR);
 	ASSERT_LE(0, fd);
 	ASSERT_EQ(0, ioctl(fd, URINGRACE_IOC_CONFIGURE, &c));
@@ -330,7 +320,7 @@ TEST(several_processes_map_and_run_at_once)
 	pid_t pids[4];
 	int status;
 
-	ASSERT_EQ(0, load_module());
+	UR_NEED_MODULE();
 	for (int i = 0; i < 4; i++) {
 		pids[i] = fork();
 		ASSERT_LE(0, pids[i]);
@@ -369,7 +359,7 @@ TEST(no_leak_over_many_runs)
 	size_t page = sysconf(_SC_PAGESIZE);
 	long vm0 = 0, slab0 = 0, vm1, slab1;
 
-	ASSERT_EQ(0, load_module());
+	UR_NEED_MODULE();
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1) {	/* the first pass warms caches up */
 			vm0 = meminfo_kb("VmallocUsed");

@@ -7,8 +7,12 @@
 #ifndef URINGRACE_SELFTESTS_MODULE_PATH_H
 #define URINGRACE_SELFTESTS_MODULE_PATH_H
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include <linux/uringrace.h>
 
 static inline const char *ur_module_path(void)
 {
@@ -20,5 +24,41 @@ static inline const char *ur_module_path(void)
 		return "./uringrace.ko";
 	return "/lib/modules/uringrace.ko";
 }
+
+/*
+ * uringrace's own guest runs set URINGRACE_MUST_RUN=1: there the module and
+ * the driver are always packed, so a prerequisite that is absent is a
+ * failure; in a lab's collection it is a kselftest SKIP with its reason.
+ */
+static inline int ur_must_run(void)
+{
+	const char *p = getenv("URINGRACE_MUST_RUN");
+
+	return p && strcmp(p, "0");
+}
+
+/* 0: loaded (now or before); 1: no module file to load; -1: insmod failed */
+static inline int ur_load_module(void)
+{
+	const char *p = ur_module_path();
+	char cmd[512];
+
+	if (!access(URINGRACE_DEV, F_OK))
+		return 0;
+	if (access(p, R_OK))
+		return 1;
+	snprintf(cmd, sizeof(cmd), "insmod %s", p);
+	return system(cmd) ? -1 : 0;
+}
+
+/* in a test or fixture setup: the module, or a SKIP where it may be absent */
+#define UR_NEED_MODULE() do {							\
+	int __r = ur_load_module();						\
+										\
+	if (__r == 1 && !ur_must_run())						\
+		SKIP(return, "no %s (install the collection with KO=)",		\
+		     ur_module_path());						\
+	ASSERT_EQ(0, __r) TH_LOG("cannot load %s", ur_module_path());		\
+} while (0)
 
 #endif

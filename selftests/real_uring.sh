@@ -22,10 +22,7 @@ SCAN=$HERE/kcsan_scan
 [ -x "$SCAN" ] || SCAN=$(dirname "$DRV")/kcsan_scan
 
 echo "TAP version 13"
-if [ ! -x "$DRV" ]; then
-	echo "1..0 # SKIP no driver at $DRV"
-	exit 4
-fi
+[ -x "$DRV" ] || missing "no driver at $DRV"
 if [ -n "$EXPECT" ] && [ ! -x "$SCAN" ]; then
 	echo "1..0 # no kcsan_scan beside the tests or the driver: reports cannot be checked"
 	exit 1
@@ -65,13 +62,28 @@ for storm in "$@"; do
 	ops=$(echo "$out" | result_num ops)
 	bad=$(echo "$out" | result_num anomaly_total)
 	forbidden=
+	scan=
 	if [ -n "$EXPECT" ]; then
-		rep=$(titles_since "$mark" | classify "$EXPECT" | sort | uniq -c)
+		# the reports since our marker, matched on their accesses
+		rep=$("$SCAN" --expect "$EXPECT" --since "subtest-start $mark")
+		src=$?
+		case $src in
+		0 | 1) ;;
+		3) scan=$(echo "$rep" | sed -n 's/^# //p') ;;
+		*) scan="kcsan_scan failed (exit $src)" ;;
+		esac
+		rep=$(echo "$rep" | grep -v '^#' | sort | uniq -c)
 		[ -z "$rep" ] || echo "$rep" | sed 's/^ */# KCSAN: /'
 		forbidden=$(echo "$rep" | awk '$2 == "forbidden" { print $3 }' | sort -u | tr '\n' ' ')
 	fi
-	if [ -n "$forbidden" ]; then
+	if [ -n "$scan" ]; then
+		echo "not ok $n $name # kernel log: $scan"
+		rc=1
+	elif [ -n "$forbidden" ]; then
 		echo "not ok $n $name # forbidden race reported: $forbidden"
+		rc=1
+	elif [ $drc -eq 4 ] && [ "${URINGRACE_MUST_RUN:-0}" != 0 ]; then
+		echo "not ok $n $name # skipped where it must run: $(echo "$out" | result_str skipped)"
 		rc=1
 	elif [ $drc -eq 4 ]; then
 		echo "ok $n $name # SKIP $(echo "$out" | result_str skipped)"

@@ -157,7 +157,7 @@ class Catalog(unittest.TestCase):
         self.assertEqual([m["name"] for m in lists["MODES"]], ["kthread", "user", "user_mm"])
         self.assertEqual(lists["SCENARIOS"][3]["modes"], ["KTHREAD", "USER", "USER_MM"])
         an = {a["ID"] for a in lists["ANOMALIES"]}
-        self.assertTrue(all(s["anomaly"] in an for s in lists["SCENARIOS"]))
+        self.assertTrue(all(s["anomaly"] in an | {"NONE"} for s in lists["SCENARIOS"]))
 
     def test_every_scenario_has_kthread_verdicts_both_ways(self):
         for sc in catalog.scenario_names():
@@ -198,6 +198,27 @@ class Catalog(unittest.TestCase):
         self.assertEqual(out[2:2 + len(cases)], cases)
         self.assertEqual(out[2 + len(cases):],
                          [f"{n} {a}" for n, a in catalog.storm_set("compare")])
+
+
+class MissingPrerequisite(unittest.TestCase):
+    """A prerequisite that is absent: a SKIP in a lab's collection, a failure
+    where uringrace itself runs the tests (URINGRACE_MUST_RUN=1)."""
+
+    def run_missing(self, must):
+        lib = os.path.join(TOP, "selftests", "lib.sh")
+        env = dict(os.environ, URINGRACE_MUST_RUN=must)
+        return subprocess.run(["sh", "-c", f"HERE=/nonexistent; . {lib}; missing 'no driver'"],
+                              capture_output=True, text=True, env=env, check=False)
+
+    def test_skip_in_a_lab(self):
+        res = self.run_missing("0")
+        self.assertEqual(4, res.returncode)
+        self.assertEqual("1..0 # SKIP no driver", res.stdout.strip())
+
+    def test_failure_in_our_runs(self):
+        res = self.run_missing("1")
+        self.assertEqual(1, res.returncode)
+        self.assertIn("not ok 1 no driver", res.stdout)
 
 
 if __name__ == "__main__":

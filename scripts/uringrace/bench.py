@@ -62,6 +62,7 @@ def cmd_bench_pipeline(args):
     print(f"artifacts: {rd}")
     return 0
 
+
 def cmd_bench_scenarios(args):
     """Per arch, in one guest boot: each buggy variant that verdicts.txt
     expects to be detected there, RUNS times (default 5): detection rate and
@@ -115,6 +116,7 @@ def cmd_bench_scenarios(args):
     print(f"artifacts: {rd}")
     return 0
 
+
 BENCH_DRIVER = (
     ("nop raw", ["nop", "--via", "raw", "--threads", "1", "--duration", "{d}"]),
     ("nop liburing", ["nop", "--via", "liburing", "--threads", "1", "--duration", "{d}"]),
@@ -128,12 +130,14 @@ BENCH_DRIVER = (
     ("litmus off", ["litmus", "--fence", "off", "--duration", "{d}"]),
 )
 
+
 def _driver_script(runs):
     """Guest shell running the driver once per (label, argv), each result
     line labelled (read back by storms.driver_results)."""
     parts = [f"/usr/bin/uringrace {' '.join(argv)} --json --label '{label}'"
              for label, argv in runs]
     return "; ".join(parts) + "; true"
+
 
 def _bench_driver_rows(where, lines):
     rows = []
@@ -146,6 +150,7 @@ def _bench_driver_rows(where, lines):
                           for k, v in r.get("anomalies", {}).items())
         rows.append((where, label, r["workload"], f"{r['ops']} ops, {rate:,.0f}/s; {extra}"))
     return rows
+
 
 def cmd_bench_driver(args):
     """In one run, on the host and in each guest: NOP round trips raw vs

@@ -13,6 +13,7 @@ from .storms import STORMS, run_side
 
 PEER_FIRST_S = 52.0  # liburing's tests, Debian 6.1, 4 vCPUs, skip_watch=200 (DESIGN.md)
 
+
 def _knobs():
     """KNOBS="label=kernel args@smp;...": KCSAN settings to measure; default
     the run's own (KCSAN_ARGS, SMP)."""
@@ -28,8 +29,10 @@ def _knobs():
         out.append((label, kargs.strip(), int(smp) if smp else None))
     return out
 
+
 def _median(xs):
     return round(statistics.median(xs), 2) if xs else None
+
 
 def cmd_bench_real(args):
     """Time to first io_uring KCSAN report per workload and tree (median over
@@ -75,6 +78,7 @@ def cmd_bench_real(args):
     print(f"artifacts: {rd} (bench-real.json, a console.log per guest)")
     return 0
 
+
 def _bench_row(arch, kver, label, kargs, smp, jobs, samples, storms, secs):
     per_wl = {}
     for name, _ in storms:
@@ -103,6 +107,7 @@ def _bench_row(arch, kver, label, kargs, smp, jobs, samples, storms, secs):
                                       "all": iowq},
             "io_uring_first_after_init": {"hits": len(any_io), "median_s": _median(any_io)},
             "io_uring_reports_per_min": _median(rate)}
+
 
 def _render_bench_row(r):
     head = (f"{r['arch']:7} {r['tree']:5} {r['knobs'][:18]:18} smp {r['smp']} jobs {r['jobs']}: "

@@ -37,10 +37,12 @@ RUNNER_CASES = (
     ("runner: passing command -> pass", "true", "pass", 0, None),
 )
 
+
 def _host_step(tally, name, argv):
     res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
     tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
     tally.add(name, res.returncode == 0, "" if res.returncode == 0 else " | ".join(tail))
+
 
 def host_leg(tally, workdir):
     """The C++ driver's host tests and the real-hardware leg: store buffering
@@ -52,9 +54,11 @@ def host_leg(tally, workdir):
     tally.add("host: C++ driver unit tests (gtest)", res.returncode == 0, " | ".join(tail))
     drv = os.path.join(out, "uringrace")
     rows = {}
-    for fence in ("on", "off"):
-        rc, got = run_driver_host(drv, ["litmus", "--ops", "2000000", "--duration", "60",
-                                       "--fence", fence])
+    # with the fence: 2 M iterations, none may be a witness; without it: until
+    # the first witness, 60 s at most (the rate swings with host load: from
+    # 2 to 7 000 per million on this machine)
+    for fence, bound in (("on", ["--ops", "2000000"]), ("off", ["--until-witness"])):
+        rc, got = run_driver_host(drv, ["litmus", "--duration", "60", "--fence", fence] + bound)
         for r in got:
             rows[(r["workload"], fence)] = r
     sb = dict.fromkeys(r["scenario"] for r in catalog.verdicts() if r["mode"] == "litmus")
@@ -64,12 +68,12 @@ def host_leg(tally, workdir):
             tally.add(f"host: {proto}", False, "driver gave no result")
             continue
         won, woff = on["anomalies"]["witnesses"], off["anomalies"]["witnesses"]
-        detail = (f"fence on: {won} witnesses in {on['ops']} iterations; fence off: {woff} "
-                  f"in {off['ops']} ({1e6 * woff / max(off['ops'], 1):.0f}/M)")
+        detail = (f"fence on: {won} witnesses in {on['ops']} iterations; fence off: first "
+                  f"witness after {off['ops']} iterations" if woff else
+                  f"fence on: {won} witnesses in {on['ops']}; fence off: none in {off['ops']}")
         tally.add(f"host: {proto} clean with the fence", won == 0 and on["ops"] >= 1000000,
                   detail)
-        tally.add(f"host: {proto} store buffering seen without it",
-                  woff > 0 and off["ops"] >= 1000000, detail)
+        tally.add(f"host: {proto} store buffering seen without it", woff > 0, detail)
     _ringbuf_model(tally, drv)
     rc, got = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "on"])
     if rc == 4:
@@ -83,6 +87,7 @@ def host_leg(tally, workdir):
                   rc == 0 and r["ops"] > 0 and r["anomalies"].get("stalls", 1) == 0,
                   f"on: {r['anomalies'].get('stalls')} stalls in {r['ops']}; off (measured, "
                   f"not asserted): {off['anomalies'].get('stalls')} in {off['ops']}")
+
 
 def _ringbuf_model(tally, drv):
     """The ringbuf model must be able to show seed 003's bug: the kernel's
@@ -118,6 +123,7 @@ def _symbolize_step(arch, rep, rec, kinfo, work):
     return name, bool(tops) and len(good) == len(tops), \
         f"{len(good)}/{len(tops)} top frames placed, e.g. {tops[0]['fn']} -> {ex}"
 
+
 def _fleet_step(args, arch, rec, kinfo, work, files, rd):
     """The installed collection, run by the kernel's own run_kselftest.sh in
     the guest, as a lab would: two tests that need the module and the
@@ -136,6 +142,7 @@ def _fleet_step(args, arch, rec, kinfo, work, files, rd):
         and "not ok" not in ktap
     return name, ok, f"{r['boot']['outcome']}; " + ", ".join(
         f"{w.split(': ')[-1]} {'ok' if w in ktap else 'missing'}" for w in want)
+
 
 def cmd_check(args):
     rd = run_dir(args, "check")

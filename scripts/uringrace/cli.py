@@ -20,6 +20,7 @@ def cmd_kernel(args):
         kernel_for(args, arch)
     return 0
 
+
 def cmd_run(args):
     rd = run_dir(args, "run")
     reps, evidence = [], []
@@ -117,6 +118,7 @@ def parser():
 # the first io-wq race on Debian 6.1, for a 4x slower io-wq storm.
 DEFAULT_KCSAN_ARGS = "kcsan.skip_watch=200"
 
+
 def _guest_opts(p):
     env = os.environ.get
     p.add_argument("--smp", type=int, default=int(env("SMP") or 2))
@@ -130,6 +132,7 @@ def _guest_opts(p):
                         "'none' for KCSAN's own defaults)")
     p.add_argument("--out", default=env("OUT") or os.path.join(REPO, "out"))
     return p
+
 
 def main(argv):
     args = parser().parse_args(argv)

@@ -7,6 +7,7 @@ import collections
 def _race_key(g):
     return g["id"] or g["title"]
 
+
 def callouts(a, b):
     """Races (by expectation id, else title) across all workloads and jobs:
     in A and gone in B, new in B, and forbidden ones reported."""
@@ -24,6 +25,7 @@ def callouts(a, b):
                 forbidden[_race_key(g)] += g["count"]
         out += [(f"FORBIDDEN in {label}", k, n, n) for k, n in forbidden.items()]
     return out
+
 
 def titles_in(ga, gb, wl):
     """Titles with a report in workload wl on either side, A's first."""

@@ -15,6 +15,7 @@ from .guest import boot_once, guest_parts
 # (storm name, driver arguments): storms.txt's "compare" set, io-wq first
 STORMS = catalog.storm_set("compare")
 
+
 def storm_script(storms, secs, seed):
     """Guest shell: per storm a kernel-log marker (so reports are charged to
     it) and the driver's result line, labelled with the storm's name."""
@@ -25,15 +26,18 @@ def storm_script(storms, secs, seed):
                      f"--label {name}")
     return "; ".join(parts) + "; true"
 
+
 def driver_results(ktap_path):
     """{label: result} from the result lines of a run's KTAP stream."""
     return results.by_label(results.read(ktap_path))
+
 
 def run_driver_host(drv, argv):
     """Run the driver here with --json: (exit status, its results)."""
     res = subprocess.run([drv] + argv + ["--json"], capture_output=True, text=True,
                          check=False, timeout=120)
     return res.returncode, results.parse_results(res.stdout)
+
 
 def _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0):
     rec, kinfo, work, files, tests = parts
@@ -60,6 +64,7 @@ def _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0):
     for t in threads:
         t.join()
     return [r for r in reps if r]
+
 
 def merge(booted, storms, entries):
     """Merge guest runs [(dir, report)] of the same storms: KCSAN reports by
@@ -111,6 +116,7 @@ def merge(booted, storms, entries):
     return {"outcomes": outcomes, "workloads": workloads, "titles": list(titles.values()),
             "events": events, "full": full}
 
+
 def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_file=None,
              symbols=True):
     """One tree, one arch: boot `jobs` guests running the storms; return the
@@ -127,6 +133,7 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
     side.update(arch=arch, tree=kinfo.get("identity"), version=kinfo.get("version"),
                 expect=epath, jobs=jobs, seconds_per_storm=int(secs), reports=full)
     return side
+
 
 def side_ok(side):
     return bool(side["outcomes"]) and all(o["outcome"] == "pass" for o in side["outcomes"])

@@ -16,10 +16,12 @@ def callout_lines(calls):
         return ["no io_uring race differs between A and B"]
     return [f"{what}: {key} (A {na}x, B {nb}x)" for what, key, na, nb in calls]
 
+
 def _variant_key(r):
     return tuple(sorted((a["type"], a["reordered"], tuple(f"{f['fn']}+{f['off']}"
                                                           for f in a["stack"]))
                         for a in r["accesses"]))
+
 
 def render_evidence(side):
     """Every io_uring report, grouped by title, identical stack pairs shown
@@ -70,16 +72,19 @@ def render_evidence(side):
         out.append(f"   {g['count']:4}x  {g['title']}  (first {g['first_s']} s after /init)")
     return "\n".join(out)
 
+
 def anomaly_text(w):
     total = collections.Counter()
     for c in w.get("anomalies", []):
         total.update(c)
     return ", ".join(f"{k} {v}" for k, v in sorted(total.items())) or "none"
 
+
 def _fmt(w):
     if not w:
         return "-"
     return f"{w['count']}x @{w['first_s']}s" if w["first_s"] is not None else f"{w['count']}x"
+
 
 def render_compare(a, b):
     out = [f"== {a['arch']}: A = {a['tree']} ({', '.join(o['outcome'] for o in a['outcomes'])}), "

@@ -42,7 +42,8 @@ enum uringrace_variant {
 enum uringrace_anomaly {
 #define URINGRACE_ANOMALY(ID, ...) URINGRACE_AN_##ID,
 #include "uringrace_list.h"
-	URINGRACE_AN_MAX
+	URINGRACE_AN_MAX,
+	URINGRACE_AN_NONE = URINGRACE_AN_MAX,	/* a scenario without a counter */
 };
 
 #define URINGRACE_MAX_THREADS	8

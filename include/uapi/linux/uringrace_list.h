@@ -10,7 +10,8 @@
  * URINGRACE_SCENARIO(ID, name, modes, anomaly, what): the scenario's enum
  * suffix (URINGRACE_SC_ID) and name (kmod/sc_<name>.c defines
  * ur_sc_<ID>), the modes it supports (URINGRACE_MODES_BIT() of each), the
- * anomaly its own detector counts, and a line for humans. The others:
+ * anomaly its own detector counts (NONE: KCSAN is its only detector), and
+ * a line for humans. The others:
  * (ID, name, what). Numbers follow the order (scenarios from 1, the rest
  * from 0) and are ABI: append, never insert or remove.
  *
@@ -32,7 +33,7 @@
 #endif
 
 URINGRACE_SCENARIO(IOWQ_FLAGS, iowq_flags, URINGRACE_MODES_BIT(KTHREAD),
-		   LOST_UPDATE, "io-wq worker->flags, plain RMW vs bitops (seed 004)")
+		   NONE, "io-wq worker->flags, plain RMW vs bitops (seed 004)")
 URINGRACE_SCENARIO(SQ_HEAD, sq_head,
 		   URINGRACE_MODES_BIT(KTHREAD) | URINGRACE_MODES_BIT(USER),
 		   TORN_SQE, "SQ head publish after reading SQEs (seed 001)")
@@ -54,7 +55,6 @@ URINGRACE_MODE(KTHREAD, kthread, "a kthread plays the application")
 URINGRACE_MODE(USER, user, "user space plays it, on the mmap'ed ring")
 URINGRACE_MODE(USER_MM, user_mm, "the kernel side runs in the user's mm")
 
-URINGRACE_ANOMALY(LOST_UPDATE, lost_update, "a flag bit changed by another context")
 URINGRACE_ANOMALY(TORN_SQE, torn_sqe, "an SQE overwritten while being read")
 URINGRACE_ANOMALY(STALE_CQE, stale_cqe, "a CQE read before its contents arrived")
 URINGRACE_ANOMALY(LOST_WAKEUP, lost_wakeup, "SQ thread asleep with work pending")

@@ -42,6 +42,7 @@ struct ur_iowq;
 struct ur_iowq_thread {
 	struct ur_iowq *q;
 	unsigned int idx;
+	unsigned long activated;	/* enqueue: free workers found (WRITE_ONCE) */
 };
 
 struct ur_iowq {
@@ -125,7 +126,12 @@ static int ur_io_wq_worker(void *arg)
 	return 0;
 }
 
-/* io_wq_enqueue() -> io_wq_activate_free_worker() over every worker */
+/*
+ * io_wq_enqueue() -> io_wq_activate_free_worker() over every worker. The
+ * answer is used, as the real code wakes the worker it finds: a read whose
+ * value nobody uses is dead code, and the compiler drops it (the earlier
+ * model's buggy read was gone from the object, so KCSAN never saw it).
+ */
 static int ur_io_wq_enqueue(void *arg)
 {
 	struct ur_iowq_thread *t = arg;
@@ -134,7 +140,8 @@ static int ur_io_wq_enqueue(void *arg)
 
 	while (!ur_should_stop(q->run)) {
 		for (i = 0; i < q->nr; i++)
-			ur_io_wq_activate_free_worker(&q->workers[i]);
+			if (ur_io_wq_activate_free_worker(&q->workers[i]))
+				WRITE_ONCE(t->activated, t->activated + 1);
 		cond_resched();
 	}
 	return 0;

@@ -3,7 +3,8 @@
  * Description: /dev/uringrace's control side holds up under bad input and
  * abuse: wrong ioctls, sizes and values, mmap outside the ring, a second
  * start, close and module unload during a run, several processes mapping at
- * once; and no KCSAN report names the module's own control code.
+ * once. (That no KCSAN report falls in the module's control code is checked
+ * last, after every other test: module_races.sh.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,7 +23,6 @@
 #include <linux/uringrace.h>
 
 #include "kselftest_harness.h"
-#include "kcsan_match.h"
 #include "module_path.h"
 
 static struct uringrace_config good_config(void)
@@ -391,56 +391,6 @@ TEST(no_leak_over_many_runs)
 	TH_LOG("150 runs: VmallocUsed %+ld kB, Slab %+ld kB", vm1 - vm0, slab1 - slab0);
 	EXPECT_GT(256, vm1 - vm0);
 	EXPECT_GT(1024, slab1 - slab0);
-}
-
-struct control_scan {
-	char races[64][256];	/* every scenario's race signatures */
-	int nr;
-	int bad;
-};
-
-static void control_report(const struct kr_report *r, void *arg)
-{
-	struct control_scan *cs = arg;
-
-	if (!kr_in_module(r, "uringrace"))
-		return;
-	for (int i = 0; i < cs->nr; i++)
-		if (kr_match(r, cs->races[i]) > 0)
-			return;
-	printf("# KCSAN report in the module that is no scenario's race: %s\n", r->title);
-	cs->bad++;
-}
-
-/* runs last: a KCSAN report with an access in the module that matches no
- * scenario's race signature is a race in the module's own control code */
-TEST(no_kcsan_report_in_control_code)
-{
-	static struct control_scan cs;
-	struct kr_reader rd = { 0 };
-	char line[2048], *tok, *save;
-	int kmsg, lost;
-	FILE *f;
-
-	if (access("/sys/kernel/debug/kcsan", F_OK))
-		SKIP(return, "kernel without KCSAN");
-	f = fopen("/sys/kernel/debug/uringrace/scenarios", "r");
-	ASSERT_NE(NULL, f);
-	while (fgets(line, sizeof(line), f)) {
-		strtok_r(line, " \n", &save);		/* id */
-		strtok_r(NULL, " \n", &save);		/* name */
-		strtok_r(NULL, " \n", &save);		/* anomaly */
-		while ((tok = strtok_r(NULL, " \n", &save)) && cs.nr < 64)
-			snprintf(cs.races[cs.nr++], sizeof(cs.races[0]), "%s", tok);
-	}
-	fclose(f);
-	ASSERT_LT(0, cs.nr);
-	kmsg = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
-	ASSERT_LE(0, kmsg);
-	lost = kr_read_kmsg(kmsg, &rd, control_report, &cs);
-	close(kmsg);
-	EXPECT_EQ(0, lost) TH_LOG("kernel log records overwritten: reports may be lost");
-	EXPECT_EQ(0, cs.bad);
 }
 
 TEST_HARNESS_MAIN

@@ -12,7 +12,13 @@
  * was reported; 2 usage or a bad file; 3 when the kernel overwrote records
  * before they were read, or the marker never came (a report may be lost).
  *
- *   kcsan_scan [--expect FILE] [--since MARKER] [--log FILE]
+ * With --module M --scenarios FILE (the module's debugfs list: "id name
+ * anomaly race..." per line), every report with an access in module M that
+ * matches none of those races is "control" (a race in the module's own
+ * code, or one a scenario does not own) and makes the exit 1.
+ *
+ *   kcsan_scan [--expect FILE] [--module M --scenarios FILE] [--since MARKER]
+ *              [--log FILE]
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,6 +39,34 @@ struct entry {
 
 static struct entry entries[MAX_ENTRIES];
 static int nr_entries, have_expect, forbidden;
+static const char *module;
+static char *own[MAX_ENTRIES * MAX_RACES];	/* the scenarios' races */
+static int nr_own;
+
+/* the module's scenario list: "id name anomaly race..." per line */
+static int load_scenarios(const char *path)
+{
+	char line[4096], *tok, *save;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		fprintf(stderr, "kcsan_scan: cannot read %s\n", path);
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		int field = 0;
+
+		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+			if (field++ >= 3 && nr_own < MAX_ENTRIES * MAX_RACES)
+				own[nr_own++] = strdup(tok);
+	}
+	fclose(f);
+	if (!nr_own) {
+		fprintf(stderr, "kcsan_scan: no race signature in %s\n", path);
+		return -1;
+	}
+	return 0;
+}
 
 /* "<expected|forbidden> <id> <race>..." per line, '#' starts a comment */
 static int load_expect(const char *path)
@@ -93,13 +127,19 @@ static void one(const struct kr_report *r, void *arg)
 				id = entries[i].id;
 				break;
 			}
-	forbidden |= !strcmp(verdict, "forbidden");
+	if (module && kr_in_module(r, module)) {
+		for (int i = 0; i < nr_own; i++)
+			if (kr_match(r, own[i]) > 0)
+				return;
+		verdict = "control";
+	}
+	forbidden |= !strcmp(verdict, "forbidden") || !strcmp(verdict, "control");
 	printf("%s %s %s\n", verdict, id, r->title);
 }
 
 int main(int argc, char **argv)
 {
-	const char *expect = NULL, *since = NULL, *log = NULL;
+	const char *expect = NULL, *since = NULL, *log = NULL, *scenarios = NULL;
 	struct kr_reader rd = { 0 };
 	int on, lost = 0;
 
@@ -110,11 +150,21 @@ int main(int argc, char **argv)
 			since = argv[++i];
 		else if (i + 1 < argc && !strcmp(argv[i], "--log"))
 			log = argv[++i];
+		else if (i + 1 < argc && !strcmp(argv[i], "--module"))
+			module = argv[++i];
+		else if (i + 1 < argc && !strcmp(argv[i], "--scenarios"))
+			scenarios = argv[++i];
 		else {
-			fprintf(stderr, "usage: kcsan_scan [--expect FILE] [--since MARKER] [--log FILE]\n");
+			fprintf(stderr, "usage: kcsan_scan [--expect FILE] [--module M --scenarios FILE] [--since MARKER] [--log FILE]\n");
 			return 2;
 		}
 	}
+	if (!module != !scenarios) {
+		fprintf(stderr, "kcsan_scan: --module and --scenarios go together\n");
+		return 2;
+	}
+	if (scenarios && load_scenarios(scenarios))
+		return 2;
 	if (expect) {
 		if (load_expect(expect))
 			return 2;

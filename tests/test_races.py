@@ -136,6 +136,29 @@ class GuestAndHostAgree(unittest.TestCase):
                 checked += len(reps)
         self.assertGreater(checked, 100)
 
+    def test_module_reports_outside_the_scenarios_races(self):
+        """module_races.sh's check can fire: on a saved run of the old
+        iowq_flags model, its invented exit-marker writer's reports are no
+        scenario's race today."""
+        log = os.path.join(HERE, "logs", "x86_64-6.12-scenarios.console")
+        listing = os.path.join(tempfile.mkdtemp(), "scenarios")
+        with open(listing, "w", encoding="utf-8") as f:
+            for i, (sc, rs) in enumerate(sorted(module_races().items()), 1):
+                f.write(f"{i} {sc} none {' '.join(rs)}\n")
+        res = subprocess.run([self.scan, "--module", "uringrace", "--scenarios", listing,
+                              "--log", log], capture_output=True, text=True, check=False)
+        self.assertEqual(1, res.returncode)
+        control = [line for line in res.stdout.splitlines() if line.startswith("control ")]
+        self.assertTrue(control)
+        self.assertTrue(all("ur_io_wq_exit_marker" in line for line in control), control)
+        # the same run, with the exit marker owned by a scenario: clean
+        with open(listing, "a", encoding="utf-8") as f:
+            f.write("9 old none ur_io_worker_handle_work|ur_io_wq_exit_marker|"
+                    "ur_io_wq_worker_running|ur_io_wq_worker_sleeping\n")
+        res = subprocess.run([self.scan, "--module", "uringrace", "--scenarios", listing,
+                              "--log", log], capture_output=True, text=True, check=False)
+        self.assertEqual(0, res.returncode, res.stdout)
+
     def test_since_marker_and_missing_marker(self):
         log = os.path.join(HERE, "logs", "x86_64-6.12-scenarios.console")
         res = subprocess.run([self.scan, "--since", "subtest-start verdict", "--log", log],

@@ -74,11 +74,16 @@ class Expectations(unittest.TestCase):
         with self.assertRaisesRegex(PipelineError, "no such file"):
             expect.path_for("6.1", "/nonexistent/expect.txt")
 
+def with_work(s, ops=100):
+    """The side with every storm of the saved run having done ops/s."""
+    return dict(s, workloads={k: {"ops_per_s": [ops], "anomalies": []} for k, _ in STORMS})
+
+
 class Compare(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.a = side("arm64-6.1-compare-storms.console", "6.1")
-        cls.b = side("arm64-6.12-compare-storms.console", "6.12")
+        cls.a = with_work(side("arm64-6.1-compare-storms.console", "6.1"))
+        cls.b = with_work(side("arm64-6.12-compare-storms.console", "6.12"))
 
     def test_merge(self):
         ga = {g["title"]: g for g in self.a["titles"]}
@@ -98,10 +103,36 @@ class Compare(unittest.TestCase):
         b = dict(self.b, titles=[dict(g, verdict="forbidden") for g in self.b["titles"]])
         self.assertTrue([c for c in compare.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
 
+    def test_no_call_on_missing_or_unequal_work(self):
+        """'gone in B' needs B to have done comparable work where A saw it."""
+        b = with_work(self.b, ops=0)
+        calls = {c[1]: c for c in compare.callouts(self.a, b)}
+        self.assertEqual("not comparable", calls["iowq-worker-flags"][0])
+        self.assertIn("B did no work", calls["iowq-worker-flags"][4])
+        b = with_work(self.b, ops=1000)  # 10x A's
+        calls = {c[1]: c for c in compare.callouts(self.a, b)}
+        self.assertEqual("not comparable", calls["iowq-worker-flags"][0])
+        self.assertIn("10.0x faster", calls["iowq-worker-flags"][4])
+        self.assertFalse(storms.side_ok(dict(b, outcomes=[{"outcome": "pass"}],
+                                             workloads={"x": {"ops_per_s": [0]}})))
+        self.assertTrue(storms.side_ok(dict(b, outcomes=[{"outcome": "pass"}])))
+
+    def test_too_few_reports_to_call(self):
+        """One report gone is not a finding (a patched 6.1 against 6.1 once
+        called out 'gone in B: prep-async-creds (A 1x, B 0x)')."""
+        iowq = [g for g in self.a["titles"] if g["id"] == "iowq-worker-flags"]
+        one = dict(self.a, titles=[dict(iowq[0], count=1)] +
+                   [g for g in self.a["titles"] if g["id"] != "iowq-worker-flags"])
+        calls = {c[1]: c for c in compare.callouts(one, self.b)}
+        self.assertEqual("too few to call", calls["iowq-worker-flags"][0])
+        self.assertIn("iowq-worker-flags", {c[1] for c in compare.callouts(self.a, self.b)
+                                            if c[0] == "gone in B"})
+
     def test_terminal_table_and_evidence(self):
         wa = {k: {"ops_per_s": [1], "anomalies": [{"stalls": 2}, {"stalls": 1}]}
-              for k, _ in storms.STORMS}
-        wb = {k: {"ops_per_s": [2], "anomalies": [{}]} for k, _ in storms.STORMS}
+              for k, _ in list(storms.STORMS) + list(STORMS)}
+        wb = {k: {"ops_per_s": [2], "anomalies": [{}]}
+              for k, _ in list(storms.STORMS) + list(STORMS)}
         text = textout.render_compare(dict(self.a, workloads=wa), dict(self.b, workloads=wb))
         self.assertIn("<== gone in B: iowq-worker-flags", text)
         self.assertIn("B/A 2.00", text)
@@ -175,3 +206,37 @@ class BenchReal(unittest.TestCase):
                 bench_real._knobs()
         finally:
             del os.environ["KNOBS"]
+
+
+class RunVerdicts(unittest.TestCase):
+    """What fails 'make run' beyond the tests' own verdicts."""
+
+    def test_unlisted_and_forbidden_io_uring_races_are_news(self):
+        from uringrace import evidence
+        a = side("arm64-6.1-compare-storms.console", "6.1")
+        self.assertEqual([], [h for h in evidence.news(a, "/x/6.1.txt") if "FORBIDDEN" in h])
+        b = side("arm64-6.1-compare-storms.console", "6.12")  # 6.1's races, 6.12's file
+        heads = evidence.news(b, "/x/6.12.txt")
+        self.assertTrue([h for h in heads if h.startswith("FORBIDDEN race on arm64: " + IOWQ_61)
+                         or h.startswith("NEW race (not in 6.12.txt) on arm64: " + IOWQ_61)])
+        none = dict(a, titles=[dict(g, verdict="unlisted") for g in a["titles"]])
+        heads = evidence.news(none, None)
+        self.assertIn(f"NEW race (no expectation file for this tree) on arm64: {PREP}",
+                      "\n".join(heads))
+        # other subsystems and the module's own reports are never news here
+        self.assertFalse([h for h in heads if "hrtimer" in h or "[uringrace]" in h])
+
+    def test_a_lost_report_fails(self):
+        from uringrace import report
+        tree = parse.parse_ktap("TAP version 13\n1..2\nok 1 selftests: uringrace: a\n"
+                                "ok 2 selftests: uringrace: b\n")
+        con = parse.parse_console("[1.0] uringrace: test-start 1 a\n"
+                                  "[2.0] uringrace: test-start 2 b\n")
+        self.assertEqual([], report.log_problems(con, tree))
+        con = parse.parse_console("[1.0] uringrace: test-start 1 a\n")
+        self.assertIn("no start marker for 'b'", report.log_problems(con, tree)[0])
+        con = parse.parse_console("[0.5] boot\n")
+        self.assertIn("no test-start marker", report.log_problems(con, tree)[0])
+        con = parse.parse_console("[1.0] uringrace: test-start 1 a\n[1.5] ** 12 printk "
+                                  "messages dropped **\n[2.0] uringrace: test-start 2 b\n")
+        self.assertIn("dropped 12 console line(s)", report.log_problems(con, tree)[0])

@@ -169,9 +169,10 @@ def cmd_check(args):
         s = rep["ktap_summary"]
         ran = s["passed"] + s["failed"]
         tally.add(f"{arch}: selftests in the KCSAN guest", rep["boot"]["outcome"] == "pass"
-                  and s["failed"] == 0 and ran == len(tests),
+                  and s["failed"] == 0 and ran == len(tests) and not rep["log_problems"],
                   f"{rep['boot']['outcome']}, {s['passed']} passed, {s['failed']} failed, "
-                  f"{s['skipped']} skipped of {len(tests)}")
+                  f"{s['skipped']} skipped of {len(tests)}"
+                  + "".join(f"; {p}" for p in rep["log_problems"]))
         tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
         if arch != args.arch[0]:
             continue

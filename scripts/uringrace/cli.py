@@ -11,7 +11,7 @@ from .common import REPO, PipelineError
 from .compare import callouts
 from .evidence import evidence_for_run
 from .guest import boot_once, guest_parts, kernel_for, run_dir
-from .storms import STORMS, run_side, side_ok
+from .storms import STORMS, missing_work, run_side, side_ok
 from .text import render_compare, render_evidence
 
 
@@ -23,14 +23,18 @@ def cmd_kernel(args):
 
 def cmd_run(args):
     rd = run_dir(args, "run")
-    reps, evidence = [], []
+    reps, evidence, headlines = [], [], []
     for arch in args.arch:
         rec, kinfo, work, files, tests = guest_parts(args, arch)
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
                         cmd=args.cmd)
         reps.append(rep)
-        evidence.append(evidence_for_run(rep, rec, kinfo, work, os.path.join(rd, arch)))
-    text = "\n".join(report.render(r) + "\n" + e for r, e in zip(reps, evidence))
+        summary, new = evidence_for_run(rep, rec, kinfo, work, os.path.join(rd, arch))
+        evidence.append(summary)
+        headlines += new + [f"kernel log on {arch}: {p}" for p in rep["log_problems"]]
+    # what fails the run and was not a test's own verdict comes first
+    text = "\n".join([f"<== {h}" for h in headlines] +
+                     [report.render(r) + "\n" + e for r, e in zip(reps, evidence)])
     with open(os.path.join(rd, "summary.txt"), "w", encoding="utf-8") as f:
         f.write(text + "\n")
     with open(os.path.join(rd, "report.json"), "w", encoding="utf-8") as f:
@@ -40,7 +44,7 @@ def cmd_run(args):
     print(f"artifacts: {rd} (console.log, ktap.txt, report.json, evidence.txt per arch; "
           "summary.txt)")
     bad = [r for r in reps if r["boot"]["outcome"] != "pass"]
-    return 1 if bad else 0
+    return 1 if bad or headlines else 0
 
 
 def cmd_compare(args):
@@ -77,6 +81,9 @@ def cmd_compare(args):
     print(f"artifacts: {rd} (compare.txt, compare.json, compare.html, evidence-<arch>.txt, "
           "console.log per guest)")
     bad = [s for r in result.values() for s in r.values() if not side_ok(s)]
+    for s in (s for r in result.values() for s in r.values()):
+        for wl in missing_work(s):
+            print(f"uringrace: {s['arch']} {s['tree']}: storm {wl} did no work: not a pass")
     forbidden = [c for r in result.values() for c in callouts(r["A"], r["B"])
                  if c[0].startswith("FORBIDDEN")]
     return 1 if bad or forbidden else 0

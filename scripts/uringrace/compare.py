@@ -1,29 +1,68 @@
 """The A/B model of a compare: races by id over all workloads and guests,
-what is gone in B, new in B or forbidden, and which titles a workload has."""
+what is gone in B, new in B or forbidden, and which titles a workload has.
+
+A difference is called only when both trees did comparable work in the
+storms where the race showed (each side's operations per second above 0 and
+within OPS_FACTOR of the other's; else "not comparable"), and only when the
+side that has the race has at least MIN_REPORTS reports of it (else "too few
+to call": a race seen once may simply not have come up in the other run;
+RUNS or JOBS give more reports). Forbidden races are always called out."""
 
 import collections
+import statistics
+
+MIN_REPORTS = 3
+OPS_FACTOR = 4.0
 
 
 def _race_key(g):
     return g["id"] or g["title"]
 
 
+def _races(side):
+    """{race: (reports, workloads it showed in)} of io_uring reports."""
+    n, where = collections.Counter(), collections.defaultdict(set)
+    for g in side["titles"]:
+        if g["scope"] == "io_uring":
+            n[_race_key(g)] += g["count"]
+            where[_race_key(g)] |= set(g["by_workload"])
+    return {k: (n[k], where[k]) for k in n}
+
+
+def comparable(a, b, wl):
+    """'' when both sides did comparable work in storm wl, else why not."""
+    rates = []
+    for label, side in (("A", a), ("B", b)):
+        ops = side["workloads"].get(wl, {}).get("ops_per_s") or []
+        if not ops or not all(ops):
+            return f"{label} did no work in {wl}"
+        rates.append(statistics.median(ops))
+    ratio = max(rates) / min(rates)
+    return "" if ratio <= OPS_FACTOR else f"{wl} ran {ratio:.1f}x faster on one side"
+
+
 def callouts(a, b):
-    """Races (by expectation id, else title) across all workloads and jobs:
-    in A and gone in B, new in B, and forbidden ones reported."""
-    ra, rb = collections.Counter(), collections.Counter()
-    for side, c in ((a, ra), (b, rb)):
-        for g in side["titles"]:
-            if g["scope"] == "io_uring":
-                c[_race_key(g)] += g["count"]
-    out = [("gone in B", k, ra[k], 0) for k in ra if k not in rb]
-    out += [("NEW in B", k, 0, rb[k]) for k in rb if k not in ra]
+    """[(what, race, A reports, B reports, why)]: 'gone in B', 'NEW in B',
+    'not comparable', 'too few to call', 'FORBIDDEN in A/B'."""
+    ra, rb = _races(a), _races(b)
+    out = []
+    for k in list(ra) + [k for k in rb if k not in ra]:
+        (na, wa), (nb, wb) = ra.get(k, (0, set())), rb.get(k, (0, set()))
+        if na and nb:
+            continue
+        what = "gone in B" if na else "NEW in B"
+        why = "; ".join(filter(None, (comparable(a, b, wl) for wl in sorted(wa | wb))))
+        if why:
+            what = "not comparable"
+        elif max(na, nb) < MIN_REPORTS:
+            what, why = "too few to call", f"fewer than {MIN_REPORTS} reports"
+        out.append((what, k, na, nb, why))
     for label, side in (("A", a), ("B", b)):
         forbidden = collections.Counter()
         for g in side["titles"]:
             if g["verdict"] == "forbidden":
                 forbidden[_race_key(g)] += g["count"]
-        out += [(f"FORBIDDEN in {label}", k, n, n) for k, n in forbidden.items()]
+        out += [(f"FORBIDDEN in {label}", k, n, n, "") for k, n in forbidden.items()]
     return out
 
 

@@ -10,9 +10,26 @@ from .storms import merge
 from .text import render_evidence
 
 
+def news(side, epath):
+    """The io_uring races a run must fail on, as headline lines: each one the
+    tree's expectations forbid, and each one they do not list (with no
+    expectation file for the tree, every io_uring race is new)."""
+    out = []
+    for g in side["titles"]:
+        if g["scope"] != "io_uring" or g["verdict"] not in ("forbidden", "unlisted"):
+            continue
+        tag = ("FORBIDDEN race" if g["verdict"] == "forbidden" else
+               f"NEW race (not in {os.path.basename(epath)})" if epath else
+               "NEW race (no expectation file for this tree)")
+        out.append(f"{tag} on {side['arch']}: {g['title']} ({g['count']} report(s)"
+                   + ("; race at unknown origin" if g.get("unknown_origin") else "") + ")")
+    return out
+
+
 def evidence_for_run(rep, rec, kinfo, work, outdir):
     """For 'run': the io_uring reports of the selftests' guest, classified and
-    symbolized, into outdir/evidence.txt; return a short summary."""
+    symbolized, into outdir/evidence.txt; return (a short summary, the
+    headline lines of news())."""
     epath, entries = expect.for_version(kinfo.get("version"), os.environ.get("EXPECT"))
     side = merge([(outdir, rep)], (), entries)
     full = [r for r in side.pop("full") if report.scope(r) == "io_uring"]
@@ -30,4 +47,4 @@ def evidence_for_run(rep, rec, kinfo, work, outdir):
     if any(g["verdict"] == "forbidden" for g in io):
         lines.append("   <== a race this tree's expectations forbid was reported")
     lines.append(f"   in full, symbolized: {os.path.join(outdir, 'evidence.txt')}")
-    return "\n".join(lines)
+    return "\n".join(lines), news(side, epath)

@@ -89,8 +89,8 @@ def _arch_section(arch, res, storms):
     ga = {g["title"]: g for g in a["titles"]}
     gb = {g["title"]: g for g in b["titles"]}
     calls = callouts(a, b)
-    gone = {k for what, k, _, _ in calls if what == "gone in B"}
-    new = {k for what, k, _, _ in calls if what == "NEW in B"}
+    gone = {k for what, k, _, _, _ in calls if what == "gone in B"}
+    new = {k for what, k, _, _, _ in calls if what == "NEW in B"}
     out = [f"<h2>{_e(arch)}</h2>",
            f"<p>A = {_e(a['tree'])} ({_e(', '.join(o['outcome'] for o in a['outcomes']))}), "
            f"B = {_e(b['tree'])} ({_e(', '.join(o['outcome'] for o in b['outcomes']))}); "

@@ -25,6 +25,7 @@ START_RE = re.compile(r"uringrace: test-start (\d+) (\S+)")
 SUB_RE = re.compile(r"uringrace: subtest-start (\S+)")
 END_RE = re.compile(r"uringrace: test-end (\d+) (\S+) rc=(-?\d+)")
 INIT_RE = re.compile(r"uringrace: init started")
+DROPPED_RE = re.compile(r"\*\* (\d+) printk messages dropped \*\*")
 
 
 def strip(line):
@@ -44,17 +45,22 @@ def _new_report(title, ts, where):
 
 def parse_console(text):
     """Return {'reports': [...], 'tests': [...], 'subtests': [{name, start}],
-    'init_time': float|None, 'last_time': float|None}."""
+    'init_time': float|None, 'last_time': float|None, 'dropped': int (console
+    lines the kernel dropped: reports may be missing)}."""
     reports, tests, subtests = [], [], []
     current = "boot"
     rep = None
     access = None
     init_time = None
     last_ts = None
+    dropped = 0
     for raw in text.splitlines():
         ts, line = strip(raw)
         if ts is not None:
             last_ts = ts
+        m = DROPPED_RE.search(line)
+        if m:
+            dropped += int(m.group(1))
         if INIT_RE.search(line) and init_time is None:
             init_time = ts
         m = START_RE.search(line)
@@ -120,7 +126,7 @@ def parse_console(text):
                                "comm": m.group(3)}
             access = None
     return {"reports": reports, "tests": tests, "subtests": subtests,
-            "init_time": init_time, "last_time": last_ts}
+            "init_time": init_time, "last_time": last_ts, "dropped": dropped}
 
 
 KTAP_RESULT_RE = re.compile(r"^(not ok|ok) (\d+)(?: -)? ?([^#]*?)\s*(?:# (\S+)(?: (.*))?)?$")

@@ -37,6 +37,25 @@ def kcsan_groups(reports):
     return list(groups.values())
 
 
+def log_problems(con, tree):
+    """Why the console cannot be trusted to hold every report of every test:
+    lines the kernel dropped, or a test with a result but no start marker
+    (its reports would be charged to the test before it). Each one fails."""
+    out = []
+    if con["dropped"]:
+        out.append(f"the kernel dropped {con['dropped']} console line(s): reports may be lost")
+    marked = {t["name"] for t in con["tests"]}
+    if tree["subtests"] and not marked:
+        out.append("no test-start marker in the console: no report can be charged to a test")
+    elif "cmd" not in marked:  # a CMD= run marks the command, not its results
+        for r in tree["subtests"]:
+            name = r["name"].rsplit(": ", 1)[-1]
+            if r["directive"] != "SKIP" and name not in marked:
+                out.append(f"no start marker for '{name}' in the console: its reports "
+                           "cannot be charged to it")
+    return out
+
+
 def build(outdir, boot_res, kinfo):
     console = open(os.path.join(outdir, "console.log"), encoding="utf-8",
                    errors="replace").read()
@@ -49,6 +68,7 @@ def build(outdir, boot_res, kinfo):
                                                  ("identity", "version", "objdir", "key")},
            "boot": boot_res, "ktap": tree, "ktap_summary": parse.ktap_summary(tree),
            "tests": con["tests"], "subtests": con["subtests"], "init_time": con["init_time"],
+           "log_problems": log_problems(con, tree),
            "kcsan": {"boot_noise": kcsan_groups([r for r in con["reports"]
                                                   if r["test"] == "boot"]),
                      "during_tests": kcsan_groups([r for r in con["reports"]
@@ -72,6 +92,8 @@ def render(rep):
         for s in r["subtests"]:
             sv = "SKIP" if s["directive"] == "SKIP" else ("ok" if s["ok"] else "FAIL")
             out.append(f"         {sv:5} {s['name']}")
+    for p in rep.get("log_problems", []):
+        out.append(f"   FAIL  kernel log: {p}")
     s = rep["ktap_summary"]
     if s["missing"]:
         out.append(f"   {s['missing']} planned test(s) never reported a result")

@@ -103,8 +103,9 @@ def merge(booted, storms, entries):
                            "title": r["title"], "scope": scope, "verdict": verdict, "id": rid})
             g = titles.setdefault(r["title"], {
                 "title": r["title"], "scope": scope, "verdict": verdict, "id": rid,
-                "count": 0, "first_s": since_init, "by_workload": {}})
+                "count": 0, "first_s": since_init, "by_workload": {}, "unknown_origin": False})
             g["count"] += 1
+            g["unknown_origin"] |= r["unknown_origin"]
             g["first_s"] = min(g["first_s"], since_init)
             w = g["by_workload"].setdefault(wl, {"count": 0, "first_s": since_wl})
             w["count"] += 1
@@ -135,5 +136,15 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
     return side
 
 
+def missing_work(side):
+    """Storms of a side that gave no result with work done (no result line,
+    a skip, an error or 0 operations in a guest): each is a failure."""
+    jobs = len(side["outcomes"])
+    return [wl for wl, w in side["workloads"].items()
+            if len(w["ops_per_s"]) < jobs or not all(w["ops_per_s"])]
+
+
 def side_ok(side):
-    return bool(side["outcomes"]) and all(o["outcome"] == "pass" for o in side["outcomes"])
+    """Every guest passed and every storm did work in each of them."""
+    return bool(side["outcomes"]) and all(o["outcome"] == "pass" for o in side["outcomes"]) \
+        and not missing_work(side)

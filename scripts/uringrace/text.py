@@ -14,7 +14,8 @@ def callout_lines(calls):
     """callouts() as lines of text."""
     if not calls:
         return ["no io_uring race differs between A and B"]
-    return [f"{what}: {key} (A {na}x, B {nb}x)" for what, key, na, nb in calls]
+    return [f"{what}: {key} (A {na}x, B {nb}x{'; ' + why if why else ''})"
+            for what, key, na, nb, why in calls]
 
 
 def _variant_key(r):

@@ -89,6 +89,39 @@ def host_leg(tally, workdir):
                   f"not asserted): {off['anomalies'].get('stalls')} in {off['ops']}")
 
 
+def _intree_step(src):
+    """selftests/ as labs build kselftests: copied into (a scratch copy of)
+    the tree's tools/testing/selftests by scripts/intree.sh, built and
+    installed by that tree's own Makefile and lib.mk."""
+    import shutil
+    import tempfile
+    name = "host: selftests build and install in a kernel tree (its lib.mk)"
+    with tempfile.TemporaryDirectory(prefix="urr-intree-") as tmp:
+        kt = os.path.join(tmp, "linux")
+        shutil.copytree(os.path.join(src, "tools", "testing", "selftests"),
+                        os.path.join(kt, "tools", "testing", "selftests"), symlinks=True)
+        os.makedirs(os.path.join(kt, "scripts"))
+        shutil.copy(os.path.join(src, "scripts", "subarch.include"),
+                    os.path.join(kt, "scripts"))
+        inst = os.path.join(tmp, "installed")
+        for argv in (["bash", "scripts/intree.sh", kt],
+                     ["make", "-s", "-C", os.path.join(kt, "tools", "testing", "selftests"),
+                      "TARGETS=uringrace", "install", f"INSTALL_PATH={inst}"]):
+            res = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+            if res.returncode:
+                return name, False, " | ".join((res.stdout + res.stderr).splitlines()[-3:])
+        with open(os.path.join(inst, "kselftest-list.txt"), encoding="utf-8") as f:
+            listed = [line.split(":", 1)[1] for line in f.read().split()]
+        listing = subprocess.run(["make", "-s", "-C", os.path.join(REPO, "selftests"), "list"],
+                                 capture_output=True, text=True, check=True).stdout
+        want = [line.split()[0] for line in listing.splitlines()]
+        have = set(os.listdir(os.path.join(inst, "uringrace")))
+        need = set(want) | {"kcsan_scan", "verdicts.txt", "storms.txt", "settings", "expect"}
+        ok = listed == want and need <= have
+        return name, ok, (f"{len(listed)} tests listed, as standalone" if ok else
+                          f"listed {listed}; missing {sorted(need - have)}")
+
+
 def _ringbuf_model(tally, drv):
     """The ringbuf model must be able to show seed 003's bug: the kernel's
     producer rule against libbpf's consumer on the host CPU, 5 s each way."""
@@ -152,7 +185,8 @@ def cmd_check(args):
     # checkpatch.pl comes from the kernel tree: have it extracted first (on a
     # fresh machine nothing else has done so yet)
     try:
-        tree.resolve(args.ksrc, args.kver)
+        src, _ = tree.resolve(args.ksrc, args.kver)
+        tally.add(*_intree_step(src))
     except PipelineError as exc:
         tally.add("host: kernel tree for checkpatch", False, str(exc))
     _host_step(tally, "host: lint (checkpatch, clang-format, shellcheck)",

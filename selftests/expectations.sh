@@ -13,6 +13,7 @@ HERE=$(dirname "$0")
 find_expect
 
 echo "TAP version 13"
+[ -x "$DRV" ] || missing "no driver at $DRV"
 if [ -z "$EXPECT" ] || ! grep -q '^expected' "$EXPECT"; then
 	echo "1..0 # SKIP no expected race listed for linux $(uname -r)"
 	exit 4

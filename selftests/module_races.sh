@@ -14,7 +14,7 @@ SCAN=$HERE/kcsan_scan
 LIST=/sys/kernel/debug/uringrace/scenarios
 
 echo "TAP version 13"
-[ -d /sys/kernel/debug/kcsan ] || missing "kernel without KCSAN"
+[ -e /sys/kernel/debug/kcsan ] || missing "kernel without KCSAN"
 [ -x "$SCAN" ] || missing "no kcsan_scan at $SCAN"
 [ -e /dev/uringrace ] || [ -r "$KO" ] || missing "no module at $KO"
 echo "1..1"

@@ -18,6 +18,7 @@ from uringrace import catalog, expect, parse, races  # noqa: E402
 from uringrace.common import PipelineError  # noqa: E402
 
 LOGS = sorted(glob.glob(os.path.join(HERE, "logs", "*.console")))
+SEEDPAIR_LOGS = ("x86_64-6.12-scenarios-seedpair.console", "arm64-6.12-scenarios-seedpair.console")
 SQ_HEAD = "ur_io_sq_thread:read:plain,reordered,size=8/ur_sq_app_submit:write:plain,size=8"
 
 
@@ -94,7 +95,8 @@ class Matcher(unittest.TestCase):
             for r in rs:
                 races.parse_race(r)
         # the KCSAN-detected scenarios' races are in the saved scenario runs
-        for log in ("x86_64-6.12-scenarios.console", "arm64-6.12-scenarios.console"):
+        # of today's models (the seed's pair for iowq_flags)
+        for log in SEEDPAIR_LOGS:
             with open(os.path.join(HERE, "logs", log), encoding="utf-8") as f:
                 reps = parse.parse_console(f.read())["reports"]
             for sc in ("iowq_flags", "sq_head", "cq_tail"):

@@ -3,7 +3,6 @@ the kernel build, the static selftests, and find busybox of the guest's arch."""
 
 import os
 import shutil
-import subprocess
 
 from .common import REPO, PipelineError, cache_dir, jobs, run
 
@@ -85,6 +84,7 @@ def build_kmod(kinfo, rec, workdir):
 
 
 def build_selftests(kinfo, rec, workdir):
+    """The static selftests for the guest's arch; returns their build dir."""
     out = os.path.join(workdir, "selftests")
     ksft = os.path.join(kinfo["src"], "tools", "testing", "selftests")
     if not os.path.isfile(os.path.join(ksft, "kselftest_harness.h")):
@@ -93,28 +93,7 @@ def build_selftests(kinfo, rec, workdir):
         raise PipelineError(f"{rec['CC']} not found: run 'make deps'")
     run(["make", "-s", "-C", os.path.join(REPO, "selftests"), f"KSFT_DIR={ksft}",
          f"OUTPUT={out}", f"CC={rec['CC']}", f"-j{jobs()}", "all"])
-    listing = subprocess.run(["make", "-s", "-C", os.path.join(REPO, "selftests"), "list"],
-                             capture_output=True, text=True, check=True).stdout
-    tests = []
-    for line in listing.splitlines():
-        name, tmo, cmd = line.split(None, 2)
-        tests.append((name, tmo, f"cd /usr/lib/uringrace/selftests && {cmd}"))
-    files = {}
-    for n, _, _ in tests:
-        built = os.path.join(out, n)
-        files[f"usr/lib/uringrace/selftests/{n}"] = built if os.path.exists(built) \
-            else os.path.join(REPO, "selftests", n)
-    extra = subprocess.run(["make", "-s", "-C", os.path.join(REPO, "selftests"), "list-files"],
-                           capture_output=True, text=True, check=True).stdout
-    for line in extra.splitlines():
-        kind, f = line.split()
-        files[f"usr/lib/uringrace/selftests/{f}"] = os.path.join(out, f) if kind == "built" \
-            else os.path.join(REPO, "selftests", f)
-    edir = os.path.join(REPO, "expect")
-    for f in sorted(os.listdir(edir)):
-        if f.endswith(".txt"):
-            files[f"usr/lib/uringrace/selftests/expect/{f}"] = os.path.join(edir, f)
-    return files, tests
+    return out
 
 
 def build_driver(rec, workdir):
@@ -127,19 +106,25 @@ def build_driver(rec, workdir):
     return os.path.join(out, "uringrace")
 
 
-def install_collection(kinfo, rec, workdir, driver, ko):
-    """'make -C selftests install' as a lab would run it, with the driver and
-    the module in the collection; return {guest path under opt/kselftest:
-    host path} to pack it into a guest."""
-    out = os.path.join(workdir, "ksft-install")
+COLLECTION = "opt/kselftest"
+
+
+def install_collection(kinfo, rec, workdir, driver=None, ko=None):
+    """'make -C selftests install' as a lab runs it (with the driver and the
+    module in the collection when given); returns ({guest path under
+    COLLECTION: host path}, [test names in the runner's order])."""
+    out = os.path.join(workdir, "ksft-install" + ("" if ko else "-bare"))
     shutil.rmtree(out, ignore_errors=True)
     ksft = os.path.join(kinfo["src"], "tools", "testing", "selftests")
     run(["make", "-s", "-C", os.path.join(REPO, "selftests"), f"KSFT_DIR={ksft}",
          f"OUTPUT={os.path.join(workdir, 'selftests')}", f"CC={rec['CC']}",
-         f"INSTALL_PATH={out}", f"DRIVER={driver}", f"KO={ko}", "install"])
+         f"INSTALL_PATH={out}"] + ([f"DRIVER={driver}"] if driver else []) +
+        ([f"KO={ko}"] if ko else []) + ["install"])
     files = {}
     for root, _, names in os.walk(out):
         for n in names:
             host = os.path.join(root, n)
-            files["opt/kselftest/" + os.path.relpath(host, out)] = host
-    return files
+            files[f"{COLLECTION}/" + os.path.relpath(host, out)] = host
+    with open(os.path.join(out, "kselftest-list.txt"), encoding="utf-8") as f:
+        tests = [line.strip().split(":", 1)[1] for line in f if line.strip()]
+    return files, tests

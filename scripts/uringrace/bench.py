@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 import time
 
-from . import catalog, results
+from . import artifacts, catalog, results
 from .common import REPO, cache_dir
 from .guest import boot_once, guest_parts, kernel_for, run_dir
 from .storms import driver_results, run_driver_host
@@ -75,7 +75,7 @@ def cmd_bench_scenarios(args):
                  if (catalog.verdict_for(sc, "buggy", "kthread", arch, "tcg") or {}).get(
                      "expect") == "detected"]
         fixed = [f"{sc}_fixed" for sc in catalog.scenario_names()]
-        cmd = (f"cd /usr/lib/uringrace/selftests && for i in $(seq {runs}); do for v in "
+        cmd = (f"cd /{artifacts.COLLECTION}/uringrace && for i in $(seq {runs}); do for v in "
                f"{' '.join(buggy)}; do URINGRACE_ONLY=$v ./scenarios; done; done; for v in "
                f"{' '.join(fixed)}; do URINGRACE_ONLY=$v ./scenarios; done; true")
         rec, kinfo, work, files, tests = guest_parts(args, arch)

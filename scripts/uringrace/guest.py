@@ -28,9 +28,14 @@ def guest_parts(args, arch):
     work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo['key']}-{tag}")
     os.makedirs(work, exist_ok=True)
     ko = artifacts.build_kmod(kinfo, rec, work)
-    files, tests = artifacts.build_selftests(kinfo, rec, work)
+    drv = artifacts.build_driver(rec, work)
+    artifacts.build_selftests(kinfo, rec, work)
+    # the guest runs the installed collection with the kernel's own
+    # run_kselftest.sh, as a lab would (guest/init)
+    files, tests = artifacts.install_collection(kinfo, rec, work, drv, ko)
+    # and the driver and the module where a CMD= run finds them
     files["lib/modules/uringrace.ko"] = ko
-    files["usr/bin/uringrace"] = artifacts.build_driver(rec, work)
+    files["usr/bin/uringrace"] = drv
     if os.environ.get("EXPECT"):
         # the selftests read it before the version's own file
         files["etc/uringrace/expect"] = expect.path_for(None, os.environ["EXPECT"])

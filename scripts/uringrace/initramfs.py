@@ -6,7 +6,7 @@ import stat
 
 from .common import PipelineError
 
-DIRS = ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "usr/lib", "usr/lib/uringrace",
+DIRS = ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "usr/lib",
         "etc", "etc/uringrace", "dev", "proc", "sys", "tmp", "root", "lib",
         "lib/modules", "mnt"]
 
@@ -52,7 +52,8 @@ def _read(path):
 
 
 def pack(out, busybox, init, files, tests, cmd=None):
-    """files: {guest path: host path}; tests: [(name, timeout, command)]."""
+    """files: {guest path: host path}; tests: the collection's test names,
+    in order (guest/init runs them from /opt/kselftest)."""
     if not os.path.isfile(busybox):
         raise PipelineError(f"busybox for the guest not found at {busybox}: run 'make deps'")
     c = Cpio(out)
@@ -74,8 +75,7 @@ def pack(out, busybox, init, files, tests, cmd=None):
                 made.add(sub)
         mode = 0o755 if os.access(hpath, os.X_OK) else 0o644
         c.file(gpath, _read(hpath), mode)
-    c.file("etc/uringrace/tests",
-           "".join(f"{n} {t} {cmdline}\n" for n, t, cmdline in tests).encode())
+    c.file("etc/uringrace/tests", "".join(f"{n}\n" for n in tests).encode())
     c.file("etc/uringrace/cmd", (cmd + "\n").encode() if cmd else b"")
     c.close()
     return out

@@ -79,14 +79,19 @@ class Matcher(unittest.TestCase):
             with self.assertRaises(ValueError, msg=bad):
                 races.parse_race(bad)
 
-    def test_bad_expectation_line_refused(self):
-        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
-            f.write("expected x fn:reed\n")
-            f.flush()
-            with self.assertRaisesRegex(PipelineError, r":1: bad access type"):
-                expect.load(f.name)
-            self.assertEqual(2, subprocess.run([scan_binary(), "--expect", f.name, "--log",
-                                                LOGS[0]], capture_output=True).returncode)
+    def test_bad_expectation_lines_refused_host_and_guest(self):
+        scan = scan_binary()
+        for line, why in (("expected x fn:reed", r":1: bad access type"),
+                          ("perhaps x y", r":1: want '<expected\|forbidden>"),
+                          ("expected x", r":1: want")):
+            with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+                f.write(line + "\n")
+                f.flush()
+                with self.assertRaisesRegex(PipelineError, why):
+                    expect.load(f.name)
+                res = subprocess.run([scan, "--expect", f.name, "--log", LOGS[0]],
+                                     capture_output=True, check=False)
+                self.assertEqual(2, res.returncode, line)
 
     def test_module_signatures_parse_and_fire_on_saved_logs(self):
         sigs = module_races()

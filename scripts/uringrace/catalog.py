@@ -7,7 +7,7 @@ import functools
 import os
 import re
 
-from .common import REPO, PipelineError
+from .common import REPO, PipelineError, table_rows
 
 LIST = os.path.join(REPO, "include", "uapi", "linux", "uringrace_list.h")
 VERDICTS = os.path.join(REPO, "selftests", "verdicts.txt")
@@ -69,16 +69,12 @@ def verdicts(path=VERDICTS):
     expect, detector, seconds (first matching row wins, as in the guest)."""
     keys = ("scenario", "variant", "mode", "arch", "accel", "expect", "detector", "seconds")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.split("#", 1)[0].split()
-            if not line:
-                continue
-            if len(line) != len(keys) or not line[7].isdigit():
-                raise PipelineError(f"{path}:{n}: want 8 columns ({' '.join(keys)})")
-            row = dict(zip(keys, line))
-            row["seconds"] = int(row["seconds"])
-            rows.append(row)
+    for n, line in table_rows(path):
+        if len(line) != len(keys) or not line[7].isdigit():
+            raise PipelineError(f"{path}:{n}: want 8 columns ({' '.join(keys)})")
+        row = dict(zip(keys, line))
+        row["seconds"] = int(row["seconds"])
+        rows.append(row)
     return rows
 
 
@@ -94,14 +90,10 @@ def verdict_for(scenario, variant, mode, arch, accel, rows=None):
 def storms(path=STORMS):
     """[{'name', 'sets', 'args'}] from storms.txt, in its order."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.split("#", 1)[0].split()
-            if not line:
-                continue
-            if len(line) < 3:
-                raise PipelineError(f"{path}:{n}: want 'name sets driver-arguments...'")
-            rows.append({"name": line[0], "sets": line[1].split(","), "args": " ".join(line[2:])})
+    for n, line in table_rows(path):
+        if len(line) < 3:
+            raise PipelineError(f"{path}:{n}: want 'name sets driver-arguments...'")
+        rows.append({"name": line[0], "sets": line[1].split(","), "args": " ".join(line[2:])})
     return rows
 
 

@@ -77,3 +77,14 @@ def run(cmd, cwd=None, env=None, quiet=False, logfile=None):
 
 def jobs():
     return str((os.cpu_count() or 1) + 1)
+
+
+def table_rows(path):
+    """(line number, fields) of each line of a '#'-commented, whitespace-
+    separated data file (verdicts.txt, storms.txt, expect/*.txt) that has
+    any: the one reader of their shared layout."""
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            fields = raw.split("#", 1)[0].split()
+            if fields:
+                yield n, fields

@@ -5,26 +5,21 @@ import os
 import re
 
 from . import races
-from .common import REPO, PipelineError
+from .common import REPO, PipelineError, table_rows
 
 VERDICTS = ("expected", "forbidden")
 
 
 def load(path):
     entries = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.split("#", 1)[0].split()
-            if not line:
-                continue
-            try:
-                if len(line) < 3 or line[0] not in VERDICTS:
-                    raise ValueError("want '<expected|forbidden> <id> <race>...'")
-                sigs = [races.parse_race(t) for t in line[2:]]
-            except ValueError as exc:
-                raise PipelineError(f"{path}:{n}: {exc}, got: {raw.strip()}") from exc
-            entries.append({"verdict": line[0], "id": line[1], "races": sigs,
-                            "text": line[2:]})
+    for n, line in table_rows(path):
+        try:
+            if len(line) < 3 or line[0] not in VERDICTS:
+                raise ValueError("want '<expected|forbidden> <id> <race>...'")
+            sigs = [races.parse_race(t) for t in line[2:]]
+        except ValueError as exc:
+            raise PipelineError(f"{path}:{n}: {exc}, got: {' '.join(line)}") from exc
+        entries.append({"verdict": line[0], "id": line[1], "races": sigs, "text": line[2:]})
     return entries
 
 

@@ -26,6 +26,11 @@ SUB_RE = re.compile(r"uringrace: subtest-start (\S+)")
 END_RE = re.compile(r"uringrace: test-end (\d+) (\S+) rc=(-?\d+)")
 INIT_RE = re.compile(r"uringrace: init started")
 DROPPED_RE = re.compile(r"\*\* (\d+) printk messages dropped \*\*")
+# what liburing's runner fails a test on, KCSAN's own reports aside
+KERNEL_PROBLEM_RE = re.compile(r"^(BUG: (?!KCSAN: ).*|WARNING: .*|"
+                               r"WARNING: possible (?:circular|recursive) locking.*|"
+                               r"WARNING: inconsistent lock state.*|"
+                               r"INFO: task .* blocked for more than.*)")
 
 
 def strip(line):
@@ -46,7 +51,9 @@ def _new_report(title, ts, where):
 def parse_console(text):
     """Return {'reports': [...], 'tests': [...], 'subtests': [{name, start}],
     'init_time': float|None, 'last_time': float|None, 'dropped': int (console
-    lines the kernel dropped: reports may be missing)}."""
+    lines the kernel dropped: reports may be missing), 'problems': [{test,
+    line}] (BUG, WARNING, lockdep, hung task lines, each charged to the test
+    that was running)}."""
     reports, tests, subtests = [], [], []
     current = "boot"
     rep = None
@@ -54,6 +61,7 @@ def parse_console(text):
     init_time = None
     last_ts = None
     dropped = 0
+    problems = []
     for raw in text.splitlines():
         ts, line = strip(raw)
         if ts is not None:
@@ -81,6 +89,9 @@ def parse_console(text):
                     t["end"], t["rc"] = ts, int(m.group(3))
             current = "between-tests"
             continue
+        m = KERNEL_PROBLEM_RE.match(line)
+        if m and rep is None and not TITLE_RE.match(line):
+            problems.append({"test": current, "line": line.strip(), "time": ts})
         m = TITLE_RE.match(line)
         if m:
             rep = _new_report(m.group(1), ts, current)
@@ -126,7 +137,8 @@ def parse_console(text):
                                "comm": m.group(3)}
             access = None
     return {"reports": reports, "tests": tests, "subtests": subtests,
-            "init_time": init_time, "last_time": last_ts, "dropped": dropped}
+            "init_time": init_time, "last_time": last_ts, "dropped": dropped,
+            "problems": problems}
 
 
 KTAP_RESULT_RE = re.compile(r"^(not ok|ok) (\d+)(?: -)? ?([^#]*?)\s*(?:# (\S+)(?: (.*))?)?$")

@@ -38,10 +38,11 @@ def kcsan_groups(reports):
 
 
 def log_problems(con, tree):
-    """Why the console cannot be trusted to hold every report of every test:
-    lines the kernel dropped, or a test with a result but no start marker
-    (its reports would be charged to the test before it). Each one fails."""
-    out = []
+    """What fails the run beyond the tests' own results: a BUG, WARNING,
+    lockdep or hung-task line charged to a test (as liburing's runner fails
+    a test on them); lines the kernel dropped; or a test with a result but no
+    start marker (its reports would be charged to the test before it)."""
+    out = [f"{p['test']}: {p['line']}" for p in con["problems"] if p["test"] != "boot"]
     if con["dropped"]:
         out.append(f"the kernel dropped {con['dropped']} console line(s): reports may be lost")
     marked = {t["name"] for t in con["tests"]}

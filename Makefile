@@ -4,10 +4,10 @@
 # KCSAN_ARGS="kcsan.skip_watch=200", CMD="shell command for the guest", OUT=dir,
 # EXPECT=file (expected/forbidden races; default expect/<major.minor>.txt).
 ARCHES ?= x86_64 arm64
-export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT
+export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP
 URR := python3 scripts/urr
 
-.PHONY: all deps run check kernel bench-pipeline bench-scenarios bench-driver bench-real compare \
+.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-real compare \
 	lint unit clean
 
 all: run
@@ -20,6 +20,11 @@ run: deps
 
 check: deps
 	@$(URR) check
+
+# the module's tests on a PROVE_LOCKING kernel (x86-64; a build of its own):
+# any lockdep report fails the test it is charged to
+check-lockdep: deps
+	@LOCKDEP=1 ARCHES=$${LOCKDEP_ARCHES:-x86_64} $(URR) run
 
 kernel: deps
 	@$(URR) kernel

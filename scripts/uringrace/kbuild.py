@@ -14,8 +14,12 @@ BASE = "tinyconfig"
 
 
 def fragments(arch):
-    return [os.path.join(REPO, "Kconfig.fragment"),
-            os.path.join(REPO, f"Kconfig.fragment.{arch}")]
+    """The config fragments of this run: the common one, the arch's, and
+    with LOCKDEP=1 the lockdep one (a build of its own)."""
+    out = [os.path.join(REPO, "Kconfig.fragment"), os.path.join(REPO, f"Kconfig.fragment.{arch}")]
+    if os.environ.get("LOCKDEP") == "1":
+        out.append(os.path.join(REPO, "Kconfig.fragment.lockdep"))
+    return out
 
 
 def _cc_version(rec):

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Description: /dev/uringrace under random calls. Four processes make
- * URINGRACE_FUZZ_CALLS (default 1000000) random calls between them: ioctls
+ * URINGRACE_FUZZ_CALLS (default 100000) random calls between them: ioctls
  * (the real numbers and random ones, right and wrong sizes, random contents,
  * valid configurations now and then so that runs start and stop), mmaps
  * (random offsets, sizes, protections, shared or private), closes and
@@ -173,10 +173,27 @@ static void one_call(int *fd, unsigned long long *s, struct counts *k)
 	}
 }
 
-TEST(random_calls_from_four_processes)
+FIXTURE(fuzz) {
+	int unused;
+};
+
+FIXTURE_SETUP(fuzz)
+{
+}
+
+FIXTURE_TEARDOWN(fuzz)
+{
+}
+
+/* the harness's own limit is 30 s: these take minutes under KCSAN and TCG */
+TEST_F_TIMEOUT(fuzz, random_calls_from_four_processes, 300)
 {
 	const char *env = getenv("URINGRACE_FUZZ_CALLS");
-	unsigned long calls = env ? strtoul(env, NULL, 10) : 1000000;
+	/*
+	 * 100 000 by default: about 1 000 calls a second under KCSAN and TCG
+	 * here (docs/MEASUREMENTS.md), so a million is for hardware and labs
+	 */
+	unsigned long calls = env ? strtoul(env, NULL, 10) : 100000;
 	struct counts *shared, total = { 0 };
 	long vm0, slab0, vm1, slab1;
 	int status, bad = 0;
@@ -209,6 +226,7 @@ TEST(random_calls_from_four_processes)
 			_exit(0);
 		}
 	}
+	TH_LOG("%lu calls from 4 processes", calls / 4 * 4);
 	for (int i = 0; i < 4; i++) {
 		ASSERT_LT(0, wait(&status));
 		/* a process killed by a signal (SIGBUS, SIGSEGV) is a failure */
@@ -235,7 +253,7 @@ TEST(random_calls_from_four_processes)
 }
 
 /* 100 rounds: a run holds the module, rmmod is refused, close, rmmod, load */
-TEST(unload_while_running_100_times)
+TEST_F_TIMEOUT(fuzz, unload_while_running_100_times, 280)
 {
 	struct uringrace_config c = {
 		.size = sizeof(c), .scenario = URINGRACE_SC_SQ_HEAD,
@@ -246,6 +264,8 @@ TEST(unload_while_running_100_times)
 	for (int i = 0; i < 100; i++) {
 		int fd;
 
+		if (!(i % 25))
+			TH_LOG("round %d", i);
 		UR_NEED_MODULE();
 		fd = open(URINGRACE_DEV, O_RDWR);
 		ASSERT_LE(0, fd);

@@ -77,16 +77,17 @@ def host_leg(tally, workdir):
     _ringbuf_model(tally, drv)
     rc, got = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "on"])
     if rc == 4:
-        tally.add("host: real SQPOLL storm, fence on: no stall", True,
+        tally.add("host: real SQPOLL storm, fence on: SKIPPED (not a pass)", False,
                   "skipped: " + (got[0].get("skipped", "") if got else "?"))
     else:
         r = got[0] if got else {"ops": 0, "anomalies": {}}
         _, offr = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "off"])
         off = offr[0] if offr else {"ops": 0, "anomalies": {}}
         tally.add("host: real SQPOLL storm, fence on: no stall",
-                  rc == 0 and r["ops"] > 0 and r["anomalies"].get("stalls", 1) == 0,
-                  f"on: {r['anomalies'].get('stalls')} stalls in {r['ops']}; off (measured, "
-                  f"not asserted): {off['anomalies'].get('stalls')} in {off['ops']}")
+                  rc == 0 and r["ops"] > 0 and r["anomalies"].get("lost_wakeups", 1) == 0,
+                  f"on: {r['anomalies'].get('lost_wakeups')} lost wake-ups in {r['ops']}; off "
+                  f"(measured, not asserted): {off['anomalies'].get('lost_wakeups')} in "
+                  f"{off['ops']}")
 
 
 def _intree_step(src):

@@ -115,20 +115,27 @@ uint64_t cq_tail_reaper(Device& d, const RingMath& m, const Budget& b, Fence f, 
     return head;
 }
 
-// sqpoll_wakeup: submit to the module's SQ thread at the moment it sleeps
-uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, uint64_t& stalls) {
+// sqpoll_wakeup: submit to the module's SQ thread at the moment it sleeps. A
+// lost wake-up is only this: we read NEED_WAKEUP clear and sent none, and
+// after wd_ms the flag is set and our entry still unconsumed (the thread
+// went to sleep without seeing it); any other delay is not counted.
+uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, uint64_t& lost) {
     auto* r = d.ring();
     uint32_t tail = 0;
     Watchdog dog{std::chrono::milliseconds(wd_ms)};
     while (!b.over(tail)) {
         store(&r->tail, ++tail, std::memory_order_release);
         sqpoll_tail_to_flags_fence(f);
-        if (load(&r->flags, std::memory_order_relaxed) & URINGRACE_RING_NEED_WAKEUP)
+        bool woke = load(&r->flags, std::memory_order_relaxed) & URINGRACE_RING_NEED_WAKEUP;
+        if (woke)
             d.wake();
         dog.arm(clock_type::now());
         while (load(&r->head, std::memory_order_acquire) != tail && !b.over(0)) {
             if (dog.expired(clock_type::now())) {
-                stalls++;
+                lost += !woke &&
+                        (load(&r->flags, std::memory_order_acquire) & URINGRACE_RING_NEED_WAKEUP) &&
+                        load(&r->head, std::memory_order_acquire) != tail;
+                woke = true;
                 d.wake(); // IORING_ENTER_SQ_WAKEUP's role
                 dog.arm(clock_type::now());
             }
@@ -160,7 +167,7 @@ constexpr UserSide user_sides[] = {
          return cq_tail_reaper(d, m, b, o.fence, an);
      }},
     {URINGRACE_SC_SQPOLL_WAKEUP, "module: submit to the module's SQ thread (--fence on|off)",
-     "stalls", true,
+     "lost_wakeups", true,
      [](Device& d, const RingMath&, const Budget& b, const Options& o, uint64_t& an) {
          return sqpoll_submitter(d, b, o.fence, o.watchdog_ms, an);
      }},

@@ -14,7 +14,7 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
         std::vector<std::pair<std::string, std::string>> v = {
             {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
             {"read", "read storm from a temp file"},
-            {"sqpoll", "SQPOLL wake-up storm, watchdog counts stalls (--fence on|off)"},
+            {"sqpoll", "SQPOLL wake-up storm, counts lost wake-ups (--fence on|off)"},
             {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
             {"cq", "one CQ reaped by several threads"},
         };

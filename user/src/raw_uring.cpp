@@ -122,4 +122,8 @@ bool RawRing::sq_needs_wakeup() const {
     return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_NEED_WAKEUP;
 }
 
+unsigned RawRing::sq_unconsumed() const {
+    return load(sq_tail_, std::memory_order_relaxed) - load(sq_head_, std::memory_order_acquire);
+}
+
 } // namespace uringrace

@@ -29,6 +29,8 @@ class RawRing {
     // The SQPOLL side: does the SQ thread need a wake-up? The load that
     // sqpoll_tail_to_flags_fence() must order after the tail store.
     bool sq_needs_wakeup() const;
+    // SQEs published but not yet consumed by the kernel (tail - head).
+    unsigned sq_unconsumed() const;
     // Reap up to max CQEs into fn(cqe); returns how many.
     template <typename F> unsigned reap(unsigned max, F&& fn);
     int fd() const { return fd_; }

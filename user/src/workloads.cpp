@@ -1,5 +1,8 @@
 #include "workloads.hpp"
 
+#include <dirent.h>
+#include <fstream>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -347,6 +350,32 @@ Result run_read(const Options& o) {
 // is due to go to sleep, with or without the fence between the tail store
 // and the flags load. A watchdog counts submissions not picked up in time,
 // then wakes the thread as a careful application would.
+namespace {
+
+// Is this process's SQPOLL thread (a task named iou-sqp-<pid>) asleep
+// (state S)? The kernel thread of a lost wake-up is.
+bool sq_thread_asleep() {
+    DIR* d = opendir("/proc/self/task");
+    bool asleep = false;
+    while (dirent* e = d ? readdir(d) : nullptr) {
+        std::string base = std::string("/proc/self/task/") + e->d_name;
+        std::ifstream comm(base + "/comm");
+        std::string name;
+        if (!(comm >> name) || name.rfind("iou-sqp-", 0) != 0)
+            continue;
+        std::ifstream stat(base + "/stat");
+        std::string line;
+        std::getline(stat, line);
+        auto close = line.rfind(')');
+        asleep = close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'S';
+    }
+    if (d)
+        closedir(d);
+    return asleep;
+}
+
+} // namespace
+
 Result run_sqpoll(const Options& o) {
     Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
     RawRing ring;
@@ -368,8 +397,12 @@ Result run_sqpoll(const Options& o) {
     std::mt19937_64 rng(o.seed);
     Budget budget(o);
     Watchdog dog{std::chrono::milliseconds(o.watchdog_ms)};
-    uint64_t stalls = 0, wakeups = 0, bad = 0;
+    // lost: the watchdog expired with our SQE unconsumed, NEED_WAKEUP set,
+    // the SQ thread asleep and no wake-up sent by us for it (raw path: we
+    // know what we read); slow: any other expiry, not an anomaly
+    uint64_t lost = 0, slow = 0, wakeups = 0, bad = 0;
     auto t0 = clock_type::now();
+    bool woke = false; // we sent a wake-up for the submission in flight
     auto wake = [&] {
         if (o.via == Via::raw)
             ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
@@ -388,7 +421,8 @@ Result run_sqpoll(const Options& o) {
             sqe->user_data = r.ops + 1;
             ring.flush();
             sqpoll_tail_to_flags_fence(o.fence);
-            if (ring.sq_needs_wakeup()) {
+            woke = ring.sq_needs_wakeup();
+            if (woke) {
                 wake();
                 wakeups++;
             }
@@ -401,6 +435,7 @@ Result run_sqpoll(const Options& o) {
         }
         dog.arm(clock_type::now());
         unsigned got = 0;
+        bool counted = false;
         while (!got && !budget.over(0)) {
             if (o.via == Via::raw) {
                 got = ring.reap(1, [&](const io_uring_cqe& c) { bad += c.res != 0; });
@@ -413,15 +448,21 @@ Result run_sqpoll(const Options& o) {
                 }
             }
             if (!got && dog.expired(clock_type::now())) {
-                stalls++; // not picked up in time: wake it as a careful app would
-                wake();
+                bool is_lost = o.via == Via::raw && !woke && !counted && ring.sq_unconsumed() > 0 &&
+                               ring.sq_needs_wakeup() && sq_thread_asleep();
+                lost += is_lost;
+                slow += !is_lost;
+                counted = true;
+                wake(); // as a careful application would, then go on
+                woke = true;
                 dog.arm(clock_type::now());
             }
         }
         r.ops += got;
     }
     r.seconds = since(t0);
-    r.anomalies["stalls"] = stalls;
+    r.anomalies["lost_wakeups"] = lost;
+    r.counts["slow"] = slow;
     r.counts["wakeups"] = wakeups;
     r.anomalies["bad_cqe"] = bad;
     if (o.via == Via::liburing)

@@ -224,11 +224,16 @@ class RunVerdicts(unittest.TestCase):
 
     def test_a_lost_report_fails(self):
         from uringrace import report
-        tree = parse.parse_ktap("TAP version 13\n1..2\nok 1 selftests: uringrace: a\n"
+        tree = parse.parse_ktap("TAP version 13\n1..2\n    1..1\n    ok 1 x\n"
+                                "ok 1 selftests: uringrace: a\n    1..1\n    ok 1 y\n"
                                 "ok 2 selftests: uringrace: b\n")
         con = parse.parse_console("[1.0] uringrace: test-start 1 a\n"
                                   "[2.0] uringrace: test-start 2 b\n")
         self.assertEqual([], report.log_problems(con, tree))
+        bare = parse.parse_ktap("TAP version 13\n1..2\nok 1 selftests: uringrace: a\n"
+                                "ok 2 selftests: uringrace: b # SKIP\n")
+        self.assertEqual(["'a' passed but none of its own results arrived"],
+                         report.log_problems(con, bare))
         con = parse.parse_console("[1.0] uringrace: test-start 1 a\n")
         self.assertIn("no start marker for 'b'", report.log_problems(con, tree)[0])
         con = parse.parse_console("[0.5] boot\n")
@@ -239,8 +244,8 @@ class RunVerdicts(unittest.TestCase):
 
     def test_kernel_problems_are_charged_to_their_test(self):
         from uringrace import report
-        tree = parse.parse_ktap("TAP version 13\n1..2\nok 1 selftests: uringrace: a\n"
-                                "ok 2 selftests: uringrace: b\n")
+        tree = parse.parse_ktap("TAP version 13\n1..2\n    ok 1 x\nok 1 selftests: uringrace: a\n"
+                                "    ok 1 y\nok 2 selftests: uringrace: b\n")
         con = parse.parse_console(
             "[1.0] uringrace: test-start 1 a\n"
             "[1.1] BUG: KCSAN: data-race in x / y\n[1.2] " + "=" * 66 + "\n"

@@ -39,33 +39,6 @@ static struct uringrace_config good_config(void)
 	return c;
 }
 
-/* number of kthreads named ur/... (the module's scenario threads) */
-static int ur_threads(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[300], comm[64] = "";
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "ur/", 3))
-			n++;
-		fclose(f);
-	}
-	closedir(d);
-	return n;
-}
-
 FIXTURE(dev) {
 	int fd;
 };
@@ -334,20 +307,6 @@ TEST(several_processes_map_and_run_at_once)
 							 WEXITSTATUS(status));
 	}
 	EXPECT_EQ(0, ur_threads());
-}
-
-static long meminfo_kb(const char *key)
-{
-	char line[128];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)))
-			sscanf(line + strlen(key), ": %ld", &v);
-	if (f)
-		fclose(f);
-	return v;
 }
 
 /*

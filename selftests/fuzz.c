@@ -44,46 +44,6 @@ static unsigned long long rnd(unsigned long long *s)
 	return *s;
 }
 
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	while (f && fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)))
-			sscanf(line + strlen(key), ": %ld", &v);
-	if (f)
-		fclose(f);
-	return v;
-}
-
-/* kthreads named ur/... (the module's scenario threads) */
-static int ur_threads(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	while (d && (e = readdir(d))) {
-		char path[300], comm[64] = "";
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "ur/", 3))
-			n++;
-		fclose(f);
-	}
-	if (d)
-		closedir(d);
-	return n;
-}
-
 static void random_config(unsigned long long *s, struct uringrace_config *c, int valid)
 {
 	unsigned char *b = (unsigned char *)c;

@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Where the selftest programs load uringrace.ko from: URINGRACE_KO when set;
- * else the copy an installed collection carries (run_kselftest.sh runs the
- * tests in the collection's directory); else where the uringrace guest has it.
+ * What the selftest programs share: where they load uringrace.ko from, the
+ * must-run rule, the module's threads and meminfo. uringrace.ko comes from
+ * URINGRACE_KO when set; else the copy an installed collection carries
+ * (run_kselftest.sh runs the tests in the collection's directory); else
+ * where the uringrace guest has it.
  */
 #ifndef URINGRACE_SELFTESTS_MODULE_PATH_H
 #define URINGRACE_SELFTESTS_MODULE_PATH_H
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,5 +63,46 @@ static inline int ur_load_module(void)
 		     ur_module_path());						\
 	ASSERT_EQ(0, __r) TH_LOG("cannot load %s", ur_module_path());		\
 } while (0)
+
+/* number of kthreads named ur/... (the module's scenario threads) */
+static inline int ur_threads(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	while (d && (e = readdir(d))) {
+		char path[300], comm[64] = "";
+		FILE *f;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f) && !strncmp(comm, "ur/", 3))
+			n++;
+		fclose(f);
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* a /proc/meminfo figure in kB (VmallocUsed, Slab), -1 when absent */
+static inline long meminfo_kb(const char *key)
+{
+	char line[256];
+	long v = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, strlen(key)))
+			sscanf(line + strlen(key), ": %ld", &v);
+	if (f)
+		fclose(f);
+	return v;
+}
 
 #endif

@@ -1,5 +1,7 @@
 #include "ringbuf_model.hpp"
 
+#include "scenarios.hpp"
+
 #include <chrono>
 #include <random>
 #include <thread>
@@ -79,7 +81,7 @@ namespace uringrace {
 
 Result run_ringbuf_model(const Options& o) {
     Result r;
-    r.workload = "model:ringbuf_notify";
+    r.workload = "model:" + std::string(name_of(kScenarios, URINGRACE_SC_RINGBUF_NOTIFY));
     r.path = "host";
     r.fence = o.fence == Fence::on ? "on" : "off";
     RingMath m = *RingMath::make(o.entries);

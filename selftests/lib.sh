@@ -64,13 +64,27 @@ verdict() {
 		($5 == "*" || $5 == c) { print $6, $8; exit }' "$VERDICTS"
 }
 
-# verdict_cases MODE...: "scenario:mode" for every scenario verdicts.txt has
-# rows of in those modes, in the file's order, once each
+# verdict_cases MODE...: "scenario:mode:variant" for every row verdicts.txt
+# has in those modes, in the file's order, once each
 verdict_cases() {
 	awk -v modes=" $* " '
 		{ sub(/#.*/, "") }
-		NF >= 8 && index(modes, " " $3 " ") && !seen[$1 ":" $3]++ { print $1 ":" $3 }' \
-		"$VERDICTS"
+		NF >= 8 && index(modes, " " $3 " ") && !seen[$1 ":" $3 ":" $2]++ {
+			print $1 ":" $3 ":" $2
+		}' "$VERDICTS"
+}
+
+# variant_parts VARIANT: "module-variant fence" of a verdicts.txt variant
+# where user space plays the application: buggy (neither side's barrier),
+# fixed (both), app-unfenced (the kernel's barrier only), kernel-unfenced
+# (the application's fence only); empty for a name it does not know
+variant_parts() {
+	case $1 in
+	buggy) echo "buggy off" ;;
+	fixed) echo "fixed on" ;;
+	app-unfenced) echo "fixed off" ;;
+	kernel-unfenced) echo "buggy on" ;;
+	esac
 }
 
 # storms SET: "name driver-arguments" for each storm of storms.txt in SET

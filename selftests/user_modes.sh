@@ -20,65 +20,72 @@ if [ ! -e /dev/uringrace ] && ! insmod "$KO"; then
 	exit 1
 fi
 
-# every scenario and mode verdicts.txt has rows for, user space playing
-# the application or the litmus form; buggy and fixed each
+# every scenario, mode and variant verdicts.txt has rows for, user space
+# playing the application or the litmus form (variant_parts: which side's
+# barrier each variant has)
 CASES=$(verdict_cases user user_mm litmus)
-echo "1..$(($(echo "$CASES" | wc -w) * 2))"
+echo "1..$(echo "$CASES" | wc -w)"
 n=0
 rc=0
 for c in $CASES; do
 	sc=${c%%:*}
-	mode=${c#*:}
-	for var in buggy fixed; do
-		n=$((n + 1))
-		name="$sc.$mode.$var"
-		fence=on
-		[ $var = buggy ] && fence=off
-		vd=$(verdict "$sc" $var "$mode")
-		expect=${vd% *}
-		secs=${vd#* }
-		if [ -z "$expect" ]; then
-			echo "not ok $n $name # no verdict for $ARCH/$ACCEL"
-			rc=1
-			continue
-		fi
-		kmsg_mark "$name"
-		if [ "$mode" = litmus ]; then
-			# the store-buffering form on the guest's CPUs, no module
-			# buggy: until the first witness; fixed: all of it
-			bound="--ops 8000000"
-			[ $var = buggy ] && bound=--until-witness
-			# shellcheck disable=SC2086 # bound is one or two words
-			out=$("$DRV" litmus --protocol "$sc" --fence $fence $bound \
-				--duration "$secs" --json --label "$name")
-			drc=$?
-			mops=1
-		else
-			out=$("$DRV" "$sc" --variant $var --fence $fence --mode "$mode" \
-				--duration "$secs" --entries 8 --json --label "$name")
-			drc=$?
-			mops=$(echo "$out" | sed -n 's/.*"module_ops":\([0-9]*\).*/\1/p')
-		fi
-		echo "$out" | sed 's/^/# /'
-		ops=$(echo "$out" | result_num ops)
-		an=$(echo "$out" | result_num anomaly_total)
-		if [ $drc -ne 0 ] || [ -z "$ops" ]; then
-			echo "not ok $n $name # driver exit $drc"
-			rc=1
-		elif [ "${ops:-0}" -eq 0 ] || [ "${mops:-0}" -eq 0 ]; then
-			echo "not ok $n $name # no work done (ops $ops, module ops $mops)"
-			rc=1
-		elif [ "$expect" = clean ] && [ "$an" -ne 0 ]; then
-			echo "not ok $n $name # $an anomalies in $ops ops, expected none"
-			rc=1
-		elif [ "$expect" = detected ] && [ "$an" -eq 0 ]; then
-			echo "not ok $n $name # not detected in $ops ops"
-			rc=1
-		elif [ "$expect" = not-observable ]; then
-			echo "ok $n $name # SKIP not observable on $ARCH/$ACCEL: $an anomalies in $ops ops"
-		else
-			echo "ok $n $name"
-		fi
-	done
+	rest=${c#*:}
+	mode=${rest%%:*}
+	var=${rest#*:}
+	n=$((n + 1))
+	name="$sc.$mode.$var"
+	parts=$(variant_parts "$var")
+	kvar=${parts% *}
+	fence=${parts#* }
+	if [ -z "$parts" ]; then
+		echo "not ok $n $name # unknown variant $var"
+		rc=1
+		continue
+	fi
+	vd=$(verdict "$sc" "$var" "$mode")
+	expect=${vd% *}
+	secs=${vd#* }
+	if [ -z "$expect" ]; then
+		echo "not ok $n $name # no verdict for $ARCH/$ACCEL"
+		rc=1
+		continue
+	fi
+	kmsg_mark "$name"
+	if [ "$mode" = litmus ]; then
+		# the store-buffering form on the guest's CPUs, no module
+		# buggy: until the first witness; fixed: all of it
+		bound="--ops 8000000"
+		[ "$fence" = off ] && bound=--until-witness
+		# shellcheck disable=SC2086 # bound is one or two words
+		out=$("$DRV" litmus --protocol "$sc" --fence $fence $bound \
+			--duration "$secs" --json --label "$name")
+		drc=$?
+		mops=1
+	else
+		out=$("$DRV" "$sc" --variant "$kvar" --fence "$fence" --mode "$mode" \
+			--duration "$secs" --entries 8 --json --label "$name")
+		drc=$?
+		mops=$(echo "$out" | sed -n 's/.*"module_ops":\([0-9]*\).*/\1/p')
+	fi
+	echo "$out" | sed 's/^/# /'
+	ops=$(echo "$out" | result_num ops)
+	an=$(echo "$out" | result_num anomaly_total)
+	if [ $drc -ne 0 ] || [ -z "$ops" ]; then
+		echo "not ok $n $name # driver exit $drc"
+		rc=1
+	elif [ "${ops:-0}" -eq 0 ] || [ "${mops:-0}" -eq 0 ]; then
+		echo "not ok $n $name # no work done (ops $ops, module ops $mops)"
+		rc=1
+	elif [ "$expect" = clean ] && [ "$an" -ne 0 ]; then
+		echo "not ok $n $name # $an anomalies in $ops ops, expected none"
+		rc=1
+	elif [ "$expect" = detected ] && [ "$an" -eq 0 ]; then
+		echo "not ok $n $name # not detected in $ops ops"
+		rc=1
+	elif [ "$expect" = not-observable ]; then
+		echo "ok $n $name # SKIP not observable on $ARCH/$ACCEL: $an anomalies in $ops ops"
+	else
+		echo "ok $n $name"
+	fi
 done
 exit $rc

@@ -197,9 +197,18 @@ class Catalog(unittest.TestCase):
         rows = catalog.verdicts()
         known = set(catalog.scenario_names())
         modes = {m["name"] for m in catalog.uapi_lists()["MODES"]} | {"litmus"}
+        variants = {v["name"] for v in catalog.uapi_lists()["VARIANTS"]}
+        lib = os.path.join(TOP, "selftests", "lib.sh")
         for r in rows:
             self.assertIn(r["scenario"], known)
             self.assertIn(r["mode"], modes)
+            if r["mode"] == "kthread":
+                self.assertIn(r["variant"], variants)
+            else:  # user space plays the application: lib.sh maps the name
+                out = subprocess.run(["sh", "-c", f". {lib}; variant_parts {r['variant']}"],
+                                     capture_output=True, text=True, check=True).stdout.split()
+                self.assertEqual(2, len(out), r)
+                self.assertIn(out[0], variants)
             self.assertIn(r["expect"], ("detected", "clean", "not-observable"))
 
     def test_not_observable_only_where_measured(self):
@@ -231,7 +240,7 @@ class Catalog(unittest.TestCase):
         self.assertEqual(out[1], f"{v2['expect']} {v2['seconds']}")
         cases = []
         for r in catalog.verdicts():
-            c = f"{r['scenario']}:{r['mode']}"
+            c = f"{r['scenario']}:{r['mode']}:{r['variant']}"
             if r["mode"] != "kthread" and c not in cases:
                 cases.append(c)
         self.assertEqual(out[2:2 + len(cases)], cases)

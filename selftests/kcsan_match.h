@@ -297,6 +297,44 @@ static inline int kr_in_module(const struct kr_report *r, const char *mod)
 }
 
 /*
+ * Split a line of the module's scenario list (debugfs uringrace/scenarios:
+ * "id name anomaly race...") into its fields, in place; returns how many.
+ */
+static inline int kr_scenario_fields(char *line, char *field[], int max)
+{
+	char *save, *tok;
+	int n = 0;
+
+	for (tok = strtok_r(line, " \n", &save); tok && n < max; tok = strtok_r(NULL, " \n", &save))
+		field[n++] = tok;
+	return n;
+}
+
+/*
+ * Read /dev/kmsg (fd, O_NONBLOCK) up to the record that holds text: 1 (and
+ * its time in us) when found, 0 when the log ended first. Records the
+ * kernel overwrote before it are skipped: they are not the caller's.
+ */
+static inline int kr_kmsg_find(int fd, const char *text, unsigned long long *ts_us)
+{
+	char rec[8192];
+
+	for (;;) {
+		ssize_t len = read(fd, rec, sizeof(rec) - 1);
+
+		if (len < 0 && errno == EPIPE)
+			continue;
+		if (len <= 0)
+			return 0;
+		rec[len] = 0;
+		if (strstr(rec, text)) {
+			kr_message(rec, ts_us);
+			return 1;
+		}
+	}
+}
+
+/*
  * Read what /dev/kmsg (fd, O_NONBLOCK) holds from its position on, handing
  * every complete report to fn. Returns how many records the kernel
  * overwrote before we read them (each one a report part that may be lost).

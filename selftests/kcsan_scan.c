@@ -46,7 +46,7 @@ static int nr_own;
 /* the module's scenario list: "id name anomaly race..." per line */
 static int load_scenarios(const char *path)
 {
-	char line[4096], *tok, *save;
+	char line[4096], *field[3 + MAX_RACES];
 	FILE *f = fopen(path, "r");
 
 	if (!f) {
@@ -54,11 +54,10 @@ static int load_scenarios(const char *path)
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		int field = 0;
+		int n = kr_scenario_fields(line, field, 3 + MAX_RACES);
 
-		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
-			if (field++ >= 3 && nr_own < MAX_ENTRIES * MAX_RACES)
-				own[nr_own++] = strdup(tok);
+		for (int i = 3; i < n && nr_own < MAX_ENTRIES * MAX_RACES; i++)
+			own[nr_own++] = strdup(field[i]);
 	}
 	fclose(f);
 	if (!nr_own) {
@@ -189,7 +188,7 @@ int main(int argc, char **argv)
 		}
 		fclose(f);
 	} else {
-		char rec[8192];
+		unsigned long long ts;
 		int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
 
 		if (fd < 0) {
@@ -197,16 +196,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		/* find the marker record, then hand the rest to the reader */
-		while (!on) {
-			ssize_t len = read(fd, rec, sizeof(rec) - 1);
-
-			if (len < 0 && errno == EPIPE)
-				continue;	/* before the marker: not ours */
-			if (len <= 0)
-				break;
-			rec[len] = 0;
-			on = !!strstr(rec, since);
-		}
+		if (!on)
+			on = kr_kmsg_find(fd, since, &ts);
 		if (on)
 			lost = kr_read_kmsg(fd, &rd, one, NULL);
 		close(fd);

@@ -99,26 +99,25 @@ static int find_verdict(const char *sc, const char *var, const char *mode,
 /* the scenario's id and race signatures, as the module lists them */
 static int find_scenario(const char *name, struct scenario_info *si)
 {
-	char line[2048], nm[32], an[32], *tok, *save;
+	char line[2048], *field[3 + MAX_RACES];
 	FILE *f = fopen("/sys/kernel/debug/uringrace/scenarios", "r");
-	int found = 0;
+	int found = 0, n;
 
 	if (!f)
 		return -errno;
 	while (!found && fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%u %31s %31s", &si->id, nm, an) != 3 || strcmp(nm, name))
+		n = kr_scenario_fields(line, field, 3 + MAX_RACES);
+		if (n < 3 || strcmp(field[1], name))
 			continue;
 		found = 1;
-		si->anomaly = strcmp(an, "none") ? -2 : -1;	/* -1: no counter */
+		si->id = strtoul(field[0], NULL, 10);
+		si->anomaly = strcmp(field[2], "none") ? -2 : -1;	/* -1: no counter */
 		for (int i = 0; i < URINGRACE_AN_MAX; i++)
-			if (!strcmp(an, an_names[i]))
+			if (!strcmp(field[2], an_names[i]))
 				si->anomaly = i;
 		si->nr_races = 0;
-		strtok_r(line, " \n", &save);
-		strtok_r(NULL, " \n", &save);
-		strtok_r(NULL, " \n", &save);
-		while ((tok = strtok_r(NULL, " \n", &save)) && si->nr_races < MAX_RACES)
-			snprintf(si->races[si->nr_races++], 256, "%s", tok);
+		for (int i = 3; i < n; i++)
+			snprintf(si->races[si->nr_races++], 256, "%s", field[i]);
 	}
 	fclose(f);
 	return found ? 0 : -ENOENT;
@@ -155,7 +154,7 @@ static void count_report(const struct kr_report *r, void *arg)
 static unsigned long long kmsg_marker(int kmsg, const char *name, const char *var)
 {
 	int fd = open("/dev/kmsg", O_WRONLY);
-	char rec[8192], mark[128];
+	char mark[128];
 	unsigned long long ts = 0;
 	int len = snprintf(mark, sizeof(mark), "uringrace: subtest-start %s_%s\n", name, var);
 
@@ -170,19 +169,7 @@ static unsigned long long kmsg_marker(int kmsg, const char *name, const char *va
 		close(fd);
 	}
 	mark[len - 1] = 0;
-	for (;;) {
-		ssize_t n = read(kmsg, rec, sizeof(rec) - 1);
-
-		if (n < 0 && errno == EPIPE)
-			continue;
-		if (n <= 0)
-			return 0;
-		rec[n] = 0;
-		if (strstr(rec, mark)) {
-			kr_message(rec, &ts);
-			return ts;
-		}
-	}
+	return kr_kmsg_find(kmsg, mark, &ts) ? ts : 0;
 }
 
 static double now_s(void)

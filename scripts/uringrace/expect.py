@@ -19,7 +19,7 @@ def load(path):
             sigs = [races.parse_race(t) for t in line[2:]]
         except ValueError as exc:
             raise PipelineError(f"{path}:{n}: {exc}, got: {' '.join(line)}") from exc
-        entries.append({"verdict": line[0], "id": line[1], "races": sigs, "text": line[2:]})
+        entries.append({"verdict": line[0], "id": line[1], "races": sigs})
     return entries
 
 

@@ -10,8 +10,50 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "scripts"))
 from uringrace import initramfs, kbuild, qemu  # noqa: E402
+from uringrace.config import ArchConfig, Settings  # noqa: E402
+from uringrace.records import Outcome  # noqa: E402
 
 BOOTED = "[    8.0] uringrace: init started\n"
+
+
+class Configuration(unittest.TestCase):
+    """The run's configuration is read once, typed, and refuses bad input."""
+
+    def test_arch_records(self):
+        for arch in ("x86_64", "arm64"):
+            rec = ArchConfig.load(arch)
+            self.assertEqual(rec.arch, arch)
+            self.assertTrue(rec.qemu and rec.kimage and rec.ktargets)
+            self.assertFalse(any("lockdep" in f for f in rec.fragments))
+            self.assertTrue(ArchConfig.load(arch, lockdep=True).fragments[-1]
+                            .endswith("Kconfig.fragment.lockdep"))
+        from uringrace.common import PipelineError
+        with self.assertRaisesRegex(PipelineError, "unknown ARCH"):
+            ArchConfig.load("riscv")
+
+    def test_environment_read_once_into_settings(self):
+        from uringrace.common import PipelineError
+        keep = dict(os.environ)
+        try:
+            os.environ.update(ARCHES="x86_64,arm64", JOBS="3", KCSAN_ARGS="none", LOCKDEP="1",
+                              KVER_B="6.1", EXPECT_A="x.txt")
+            cfg = Settings.defaults_from_env()
+            self.assertEqual(cfg.arch, ("x86_64", "arm64"))
+            self.assertEqual((cfg.jobs, cfg.kcsan_args, cfg.lockdep), (3, "", True))
+            self.assertEqual(cfg.side_a, (None, "6.1", "x.txt"))
+            self.assertEqual(cfg.side_b, (None, "6.1", None))
+            self.assertEqual(cfg.for_tree("/k", "6.9").ksrc, "/k")
+            self.assertIn("lockdep", cfg.arch_config("arm64").fragments[-1])
+            os.environ["JOBS"] = "two"
+            with self.assertRaisesRegex(PipelineError, "JOBS=two"):
+                Settings.defaults_from_env()
+        finally:
+            os.environ.clear()
+            os.environ.update(keep)
+
+    def test_outcome_is_typed_and_prints_as_its_name(self):
+        self.assertIs(qemu.classify(BOOTED, "0\n", False)[0], Outcome.PASS)
+        self.assertEqual(f"{Outcome.BOOT_FAILURE}", "boot-failure")
 
 
 class Classify(unittest.TestCase):
@@ -88,7 +130,7 @@ class Cpio(unittest.TestCase):
 
 class ConfigValidation(unittest.TestCase):
     def test_dropped_and_changed_lines_are_listed(self):
-        want = kbuild.wanted_lines("x86_64")
+        want = kbuild.wanted_lines(ArchConfig.load("x86_64"))
         self.assertTrue(any(s == "CONFIG_KCSAN" for s, _, _ in want))
         with tempfile.NamedTemporaryFile("w", suffix=".config", delete=False) as f:
             for sym, val, _ in want:
@@ -99,7 +141,7 @@ class ConfigValidation(unittest.TestCase):
                 if val != "n":
                     f.write(f"{sym}={val}\n")
         try:
-            lost = kbuild.validate_config(f.name, "x86_64")
+            lost = kbuild.validate_config(f.name, ArchConfig.load("x86_64"))
         finally:
             os.unlink(f.name)
         self.assertEqual(len(lost), 2, lost)
@@ -108,10 +150,10 @@ class ConfigValidation(unittest.TestCase):
 
     def test_complete_config_passes(self):
         with tempfile.NamedTemporaryFile("w", suffix=".config", delete=False) as f:
-            for sym, val, _ in kbuild.wanted_lines("arm64"):
+            for sym, val, _ in kbuild.wanted_lines(ArchConfig.load("arm64")):
                 f.write(f"{sym}={val}\n")
         try:
-            self.assertEqual(kbuild.validate_config(f.name, "arm64"), [])
+            self.assertEqual(kbuild.validate_config(f.name, ArchConfig.load("arm64")), [])
         finally:
             os.unlink(f.name)
 
@@ -119,8 +161,8 @@ class ConfigValidation(unittest.TestCase):
 class TreeChecks(unittest.TestCase):
     def test_bad_trees_fail_before_any_build(self):
         from uringrace import tree
-        from uringrace.common import PipelineError, load_arch
-        rec = load_arch("arm64")
+        from uringrace.common import PipelineError
+        rec = ArchConfig.load("arm64")
         with self.assertRaisesRegex(PipelineError, "no such directory"):
             tree.check_tree("/nonexistent/linux", rec)
         with tempfile.TemporaryDirectory() as d:

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(TOP, "scripts"))
 from uringrace import bench_real, compare, expect, html, parse, storms  # noqa: E402
 from uringrace import text as textout  # noqa: E402
 from uringrace.common import PipelineError  # noqa: E402
+from uringrace.records import BootResult, Outcome  # noqa: E402
 
 # the storm names that run used
 STORMS = (("iowq_0", ""), ("iowq_1", ""), ("sqpoll_2", ""), ("read_3", ""), ("nop_4", ""),
@@ -35,13 +36,13 @@ def _report(*accesses):
 def side(name, version):
     with open(os.path.join(HERE, "logs", name), encoding="utf-8") as f:
         con = parse.parse_console(f.read())
-    rep = {"boot": {"outcome": "pass", "reason": "status 0", "seconds": 1.0}, **con}
+    rep = {"boot": BootResult(arch="arm64", accel="tcg", smp=2, outcome=Outcome.PASS, status=0,
+                              reason="exit status 0", seconds=1.0, qemu_rc=0, to_init_s=1.0,
+                              cmdline=""), **con}
     epath, entries = expect.for_version(version)
     s = storms.merge([(os.path.join(HERE, "logs", "none"), rep)], STORMS, entries)
-    s["reports"] = s.pop("full")
-    s.update(arch="arm64", tree=f"debian:{version}", version=version, jobs=1,
-             seconds_per_storm=6, expect=epath)
-    return s
+    return s.replace(arch="arm64", tree=f"debian:{version}", version=version, jobs=1,
+                     seconds_per_storm=6, expect=epath)
 
 
 class Expectations(unittest.TestCase):
@@ -72,7 +73,7 @@ class Expectations(unittest.TestCase):
 
 def with_work(s, ops=100):
     """The side with every storm of the saved run having done ops/s."""
-    return dict(s, workloads={k: {"ops_per_s": [ops], "anomalies": []} for k, _ in STORMS})
+    return s.replace(workloads={k: {"ops_per_s": [ops], "anomalies": []} for k, _ in STORMS})
 
 
 class Compare(unittest.TestCase):
@@ -82,12 +83,12 @@ class Compare(unittest.TestCase):
         cls.b = with_work(side("arm64-6.12-compare-storms.console", "6.12"))
 
     def test_merge(self):
-        ga = {g["title"]: g for g in self.a["titles"]}
+        ga = {g["title"]: g for g in self.a.titles}
         self.assertEqual(ga[IOWQ_61]["verdict"], "expected")
         self.assertEqual(ga[IOWQ_61]["by_workload"]["iowq_1"]["count"], 2)
-        self.assertIn(PREP, {g["title"] for g in self.b["titles"]})
-        self.assertNotIn(IOWQ_61, {g["title"] for g in self.b["titles"]})
-        self.assertTrue(all(e["t"] > 0 for e in self.a["events"]))
+        self.assertIn(PREP, {g["title"] for g in self.b.titles})
+        self.assertNotIn(IOWQ_61, {g["title"] for g in self.b.titles})
+        self.assertTrue(all(e["t"] > 0 for e in self.a.events))
 
     def test_callouts_by_race_across_workloads(self):
         calls = compare.callouts(self.a, self.b)
@@ -96,7 +97,7 @@ class Compare(unittest.TestCase):
         self.assertNotIn("prep-async-work", {c[1] for c in calls})
         self.assertFalse([c for c in calls if c[0].startswith("FORBIDDEN")])
         # B reporting the race its file forbids is called out
-        b = dict(self.b, titles=[dict(g, verdict="forbidden") for g in self.b["titles"]])
+        b = self.b.replace(titles=[dict(g, verdict="forbidden") for g in self.b.titles])
         self.assertTrue([c for c in compare.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
 
     def test_no_call_on_missing_or_unequal_work(self):
@@ -109,16 +110,16 @@ class Compare(unittest.TestCase):
         calls = {c[1]: c for c in compare.callouts(self.a, b)}
         self.assertEqual("not comparable", calls["iowq-worker-flags"][0])
         self.assertIn("10.0x faster", calls["iowq-worker-flags"][4])
-        self.assertFalse(storms.side_ok(dict(b, outcomes=[{"outcome": "pass"}],
+        self.assertFalse(storms.side_ok(b.replace(outcomes=[{"outcome": "pass"}],
                                              workloads={"x": {"ops_per_s": [0]}})))
-        self.assertTrue(storms.side_ok(dict(b, outcomes=[{"outcome": "pass"}])))
+        self.assertTrue(storms.side_ok(b.replace(outcomes=[{"outcome": "pass"}])))
 
     def test_too_few_reports_to_call(self):
         """One report gone is not a finding (a patched 6.1 against 6.1 once
         called out 'gone in B: prep-async-creds (A 1x, B 0x)')."""
-        iowq = [g for g in self.a["titles"] if g["id"] == "iowq-worker-flags"]
-        one = dict(self.a, titles=[dict(iowq[0], count=1)] +
-                   [g for g in self.a["titles"] if g["id"] != "iowq-worker-flags"])
+        iowq = [g for g in self.a.titles if g["id"] == "iowq-worker-flags"]
+        one = self.a.replace(titles=[dict(iowq[0], count=1)] +
+                   [g for g in self.a.titles if g["id"] != "iowq-worker-flags"])
         calls = {c[1]: c for c in compare.callouts(one, self.b)}
         self.assertEqual("too few to call", calls["iowq-worker-flags"][0])
         self.assertIn("iowq-worker-flags", {c[1] for c in compare.callouts(self.a, self.b)
@@ -129,7 +130,7 @@ class Compare(unittest.TestCase):
               for k, _ in list(storms.STORMS) + list(STORMS)}
         wb = {k: {"ops_per_s": [2], "anomalies": [{}]}
               for k, _ in list(storms.STORMS) + list(STORMS)}
-        text = textout.render_compare(dict(self.a, workloads=wa), dict(self.b, workloads=wb))
+        text = textout.render_compare(self.a.replace(workloads=wa), self.b.replace(workloads=wb))
         self.assertIn("<== gone in B: iowq-worker-flags", text)
         self.assertIn("B/A 2.00", text)
         self.assertIn("anomalies A stalls 3, B none", text)
@@ -148,8 +149,8 @@ class HtmlInChromium(unittest.TestCase):
         a = side("arm64-6.1-compare-storms.console", "6.1")
         b = side("arm64-6.12-compare-storms.console", "6.12")
         for s in (a, b):
-            s["workloads"] = {k: {"ops_per_s": [100], "anomalies": []} for k, _ in STORMS}
-        a["workloads"]["cq_5"]["anomalies"] = [{"lost_cqe": 4}]
+            s.workloads = {k: {"ops_per_s": [100], "anomalies": []} for k, _ in STORMS}
+        a.workloads["cq_5"]["anomalies"] = [{"lost_cqe": 4}]
         tmp = tempfile.mkdtemp(prefix="urr-html-")
         path = html.write_compare(os.path.join(tmp, "compare.html"), {"arm64": {"A": a, "B": b}},
                                   STORMS)
@@ -166,7 +167,7 @@ class HtmlInChromium(unittest.TestCase):
                         + re.escape(IOWQ_61) + r"</td><td>expected / -</td>"
                         r"<td class=\"n a\">2x, first [\d.]+ s</td>", dom)
         self.assertTrue(row, "the io-wq race row in iowq_1, A only")
-        marks = [e for s in (a, b) for e in s["events"] if e["scope"] != "other"]
+        marks = [e for s in (a, b) for e in s.events if e["scope"] != "other"]
         self.assertRegex(dom, rf"<body data-marks=\"{len(marks)}\"")
         self.assertEqual(dom.count("class=\"mark\""), len(marks))
         self.assertIn("<p id=\"errors\"></p>", dom)
@@ -193,15 +194,10 @@ class BenchReal(unittest.TestCase):
         self.assertIn("x the peer", text)
 
     def test_knobs(self):
-        os.environ["KNOBS"] = "default=@2;skip200=kcsan.skip_watch=200@4"
-        try:
-            self.assertEqual(bench_real._knobs(), [("default", "", 2),
-                                             ("skip200", "kcsan.skip_watch=200", 4)])
-            os.environ["KNOBS"] = "=x@y"
-            with self.assertRaisesRegex(PipelineError, "KNOBS"):
-                bench_real._knobs()
-        finally:
-            del os.environ["KNOBS"]
+        self.assertEqual(bench_real._knobs("default=@2;skip200=kcsan.skip_watch=200@4"),
+                         [("default", "", 2), ("skip200", "kcsan.skip_watch=200", 4)])
+        with self.assertRaisesRegex(PipelineError, "KNOBS"):
+            bench_real._knobs("=x@y")
 
 
 class RunVerdicts(unittest.TestCase):
@@ -215,7 +211,7 @@ class RunVerdicts(unittest.TestCase):
         heads = evidence.news(b, "/x/6.12.txt")
         self.assertTrue([h for h in heads if h.startswith("FORBIDDEN race on arm64: " + IOWQ_61)
                          or h.startswith("NEW race (not in 6.12.txt) on arm64: " + IOWQ_61)])
-        none = dict(a, titles=[dict(g, verdict="unlisted") for g in a["titles"]])
+        none = a.replace(titles=[dict(g, verdict="unlisted") for g in a.titles])
         heads = evidence.news(none, None)
         self.assertIn(f"NEW race (no expectation file for this tree) on arm64: {PREP}",
                       "\n".join(heads))

@@ -8,12 +8,12 @@ from .common import REPO, PipelineError, cache_dir, jobs, run
 
 
 def busybox_for(rec):
-    if rec["ARCH"] == "x86_64":
+    if rec.arch == "x86_64":
         path = "/bin/busybox"
     else:
-        path = os.path.join(cache_dir(), "deb", rec["DEB_ARCH"], "bin", "busybox")
+        path = os.path.join(cache_dir(), "deb", rec.deb_arch, "bin", "busybox")
     if not os.path.isfile(path):
-        raise PipelineError(f"no {rec['ARCH']} busybox at {path}: run 'make deps'")
+        raise PipelineError(f"no {rec.arch} busybox at {path}: run 'make deps'")
     return path
 
 
@@ -66,10 +66,10 @@ def build_kmod(kinfo, rec, workdir):
     src = os.path.join(workdir, "src")
     for sub in ("kmod", "include"):
         sync_sources(os.path.join(REPO, sub), os.path.join(src, sub))
-    cmd = ["make", "-C", kinfo["objdir"], f"M={os.path.join(src, 'kmod')}",
-           f"ARCH={rec['KARCH']}", "W=1", f"-j{jobs()}", "modules"]
-    if rec.get("CROSS_COMPILE"):
-        cmd.append(f"CROSS_COMPILE={rec['CROSS_COMPILE']}")
+    cmd = ["make", "-C", kinfo.objdir, f"M={os.path.join(src, 'kmod')}",
+           f"ARCH={rec.karch}", "W=1", f"-j{jobs()}", "modules"]
+    if rec.cross_compile:
+        cmd.append(f"CROSS_COMPILE={rec.cross_compile}")
     logf = os.path.join(workdir, "kmod-build.log")
     open(logf, "w").close()
     run(cmd, logfile=logf)
@@ -86,22 +86,22 @@ def build_kmod(kinfo, rec, workdir):
 def build_selftests(kinfo, rec, workdir):
     """The static selftests for the guest's arch; returns their build dir."""
     out = os.path.join(workdir, "selftests")
-    ksft = os.path.join(kinfo["src"], "tools", "testing", "selftests")
+    ksft = os.path.join(kinfo.src, "tools", "testing", "selftests")
     if not os.path.isfile(os.path.join(ksft, "kselftest_harness.h")):
         raise PipelineError(f"{ksft}/kselftest_harness.h missing in the kernel tree")
-    if not shutil.which(rec["CC"]):
-        raise PipelineError(f"{rec['CC']} not found: run 'make deps'")
+    if not shutil.which(rec.cc):
+        raise PipelineError(f"{rec.cc} not found: run 'make deps'")
     run(["make", "-s", "-C", os.path.join(REPO, "selftests"), f"KSFT_DIR={ksft}",
-         f"OUTPUT={out}", f"CC={rec['CC']}", f"-j{jobs()}", "all"])
+         f"OUTPUT={out}", f"CC={rec.cc}", f"-j{jobs()}", "all"])
     return out
 
 
 def build_driver(rec, workdir):
     """The C++ driver, static, for the guest's arch."""
     out = os.path.join(workdir, "user")
-    if not shutil.which(rec["CXX"]):
-        raise PipelineError(f"{rec['CXX']} not found: run 'make deps'")
-    run(["make", "-s", "-C", os.path.join(REPO, "user"), f"CXX={rec['CXX']}",
+    if not shutil.which(rec.cxx):
+        raise PipelineError(f"{rec.cxx} not found: run 'make deps'")
+    run(["make", "-s", "-C", os.path.join(REPO, "user"), f"CXX={rec.cxx}",
          f"OUTPUT={out}", f"-j{jobs()}", "static"])
     return os.path.join(out, "uringrace")
 
@@ -115,9 +115,9 @@ def install_collection(kinfo, rec, workdir, driver=None, ko=None):
     COLLECTION: host path}, [test names in the runner's order])."""
     out = os.path.join(workdir, "ksft-install" + ("" if ko else "-bare"))
     shutil.rmtree(out, ignore_errors=True)
-    ksft = os.path.join(kinfo["src"], "tools", "testing", "selftests")
+    ksft = os.path.join(kinfo.src, "tools", "testing", "selftests")
     run(["make", "-s", "-C", os.path.join(REPO, "selftests"), f"KSFT_DIR={ksft}",
-         f"OUTPUT={os.path.join(workdir, 'selftests')}", f"CC={rec['CC']}",
+         f"OUTPUT={os.path.join(workdir, 'selftests')}", f"CC={rec.cc}",
          f"INSTALL_PATH={out}"] + ([f"DRIVER={driver}"] if driver else []) +
         ([f"KO={ko}"] if ko else []) + ["install"])
     files = {}

@@ -21,7 +21,7 @@ def cmd_bench_pipeline(args):
     rows = []
     for arch in args.arch:
         row = {"arch": arch}
-        if os.environ.get("COLD") == "1":
+        if args.cold:
             with tempfile.TemporaryDirectory(prefix="urr-cold-") as tmp:
                 t0 = time.time()
                 subprocess.run(["python3", os.path.join(REPO, "scripts", "urr"), "--arch", arch,
@@ -29,18 +29,18 @@ def cmd_bench_pipeline(args):
                                check=True)
                 row["cold_build_s"] = round(time.time() - t0, 1)
         rec, kinfo = kernel_for(args, arch)
-        row.setdefault("cold_build_s", kinfo.get("cold_seconds") or "n/a (COLD=1)")
+        row.setdefault("cold_build_s", kinfo.cold_seconds or "n/a (COLD=1)")
         t0 = time.time()
         rec, kinfo = kernel_for(args, arch)
         row["warm_rebuild_s"] = round(time.time() - t0, 1)
-        row["warm_compiled"] = kinfo["compiled"]
+        row["warm_compiled"] = kinfo.compiled
         rec, kinfo, work, files, tests = guest_parts(args, arch)
         boots = []
         for i in range(3):
             rep = boot_once(args, rec, kinfo, work, {}, [],
                             os.path.join(work, f"bench-boot-{i}"), cmd="true")
-            if rep["boot"]["to_init_s"] is not None:
-                boots.append(rep["boot"]["to_init_s"])
+            if rep["boot"].to_init_s is not None:
+                boots.append(rep["boot"].to_init_s)
         row["to_init_s"] = round(statistics.median(boots), 2) if boots else None
         t0 = time.time()
         res = subprocess.run(["python3", os.path.join(REPO, "scripts", "urr"), "--arch", arch,
@@ -70,8 +70,7 @@ def cmd_bench_scenarios(args):
     one for FIXED_SECONDS (default 2: ten times the buggy medians; false
     positives and work done). Buggy variants not observable on the platform
     are listed as such: their rates are measured by bench-driver."""
-    runs = int(os.environ.get("RUNS") or 5)
-    fixed_secs = int(os.environ.get("FIXED_SECONDS") or 2)
+    runs, fixed_secs = args.runs, args.fixed_seconds
     rd = run_dir(args, "bench-scenarios")
     table = []
     for arch in args.arch:
@@ -89,9 +88,9 @@ def cmd_bench_scenarios(args):
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch), cmd=cmd,
                         timeout=max(args.timeout, 120 + runs * (4 * len(buggy) + (
                             fixed_secs + 4) * len(fixed))))
-        if rep["boot"]["outcome"] != "pass":
-            print(f"{arch}: guest {rep['boot']['outcome']} ({rep['boot']['reason']})")
-            table.append({"arch": arch, "outcome": rep["boot"]["outcome"]})
+        if not rep["boot"].passed:
+            print(f"{arch}: guest {rep['boot'].outcome} ({rep['boot'].reason})")
+            table.append({"arch": arch, "outcome": rep["boot"].outcome})
             continue
         samples = {}
         for r in results.parse_results(results.read(os.path.join(rd, arch, "ktap.txt"))):
@@ -169,7 +168,7 @@ def cmd_bench_driver(args):
     """In one run, on the host and in each guest: NOP round trips raw vs
     liburing (ratio), SQPOLL and module sqpoll_wakeup stalls per million with
     and without the fence, litmus witnesses per million with and without."""
-    secs = os.environ.get("BENCH_SECONDS") or "3"
+    secs = str(args.bench_seconds)
     rd = run_dir(args, "bench-driver")
     out = os.path.join(cache_dir(), "work", "host-user")
     subprocess.run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}",
@@ -190,8 +189,8 @@ def cmd_bench_driver(args):
                         cmd=script)
         got = list(driver_results(os.path.join(rd, arch, "ktap.txt")).items())
         results[arch] = got
-        if rep["boot"]["outcome"] != "pass":
-            print(f"{arch}: guest {rep['boot']['outcome']}: {rep['boot']['reason']}")
+        if not rep["boot"].passed:
+            print(f"{arch}: guest {rep['boot'].outcome}: {rep['boot'].reason}")
     rows = []
     for where, lines in results.items():
         rows += _bench_driver_rows(where, lines)

@@ -1,23 +1,23 @@
 """'make bench-real': time to the first io_uring report per workload and
 tree, against the peer (liburing's own tests)."""
 
-import argparse
+import dataclasses
 import json
 import os
 import statistics
 
 from .common import PipelineError
 from .guest import run_dir
+from .records import Outcome
 from .storms import STORMS, run_side
 
 
 PEER_FIRST_S = 52.0  # liburing's tests, Debian 6.1, 4 vCPUs, skip_watch=200 (DESIGN.md)
 
 
-def _knobs():
+def _knobs(spec):
     """KNOBS="label=kernel args@smp;...": KCSAN settings to measure; default
     the run's own (KCSAN_ARGS, SMP)."""
-    spec = os.environ.get("KNOBS")
     if not spec:
         return None
     out = []
@@ -39,26 +39,22 @@ def cmd_bench_real(args):
     RUNS runs, default 5), io_uring reports per minute, one guest and JOBS
     guests (default 2) at once; first io-wq race after /init against the
     peer's 52 s. KNOBS measures KCSAN settings side by side."""
-    env = os.environ.get
-    runs = int(env("RUNS") or 5)
-    secs = env("STORM_SECONDS") or "8"
-    fleet = int(env("JOBS") or 2)
-    pick = [s for s in (env("BENCH_STORMS") or "").replace(",", " ").split() if s]
+    runs, secs, fleet = args.runs, str(args.storm_seconds), args.jobs or 2
+    pick = args.bench_storms
     storms = tuple(s for s in STORMS if not pick or s[0] in pick)
     if not storms:
-        raise PipelineError(f"BENCH_STORMS={env('BENCH_STORMS')}: none of "
+        raise PipelineError(f"BENCH_STORMS={','.join(pick)}: none of "
                             + ", ".join(n for n, _ in STORMS))
-    trees = [(env("KSRC_A") or None, env("KVER_A") or "6.1"),
-             (env("KSRC_B") or None, env("KVER_B") or "6.12")]
-    knobs = _knobs() or [("as run", args.kcsan_args, args.smp)]
+    trees = [args.side_a[:2], args.side_b[:2]]
+    knobs = _knobs(args.knobs) or [("as run", args.kcsan_args, args.smp)]
     rd = run_dir(args, "bench-real")
     rows = []
     for arch in args.arch:
         for ks, kv in trees:
             for label, kargs, smp in knobs:
                 for jobs in sorted({1, fleet}):
-                    sub = argparse.Namespace(**{**vars(args), "ksrc": ks, "kver": kv,
-                                                "kcsan_args": kargs, "smp": smp or args.smp})
+                    sub = dataclasses.replace(args.for_tree(ks, kv), kcsan_args=kargs,
+                                              smp=smp or args.smp)
                     samples = []
                     for i in range(runs):
                         out = os.path.join(rd, f"{arch}-{kv}-{label.replace(' ', '_')}-"
@@ -84,7 +80,7 @@ def _bench_row(arch, kver, label, kargs, smp, jobs, samples, storms, secs):
     for name, _ in storms:
         firsts = []
         for s in samples:
-            ts = [e["t_workload"] for e in s["events"]
+            ts = [e["t_workload"] for e in s.events
                   if e["workload"] == name and e["scope"] == "io_uring"
                   and e["t_workload"] is not None]
             if ts:
@@ -93,8 +89,8 @@ def _bench_row(arch, kver, label, kargs, smp, jobs, samples, storms, secs):
                         "firsts": firsts}
     iowq, any_io, rate, bad = [], [], [], 0
     for s in samples:
-        bad += sum(1 for o in s["outcomes"] if o["outcome"] != "pass")
-        ev = [e for e in s["events"] if e["scope"] == "io_uring"]
+        bad += sum(1 for o in s.outcomes if o["outcome"] != Outcome.PASS)
+        ev = [e for e in s.events if e["scope"] == "io_uring"]
         t = [e["t"] for e in ev if e["id"] == "iowq-worker-flags"]
         if t:
             iowq.append(min(t))

@@ -189,9 +189,9 @@ def _bare_lab_step(args, arch, rec, kinfo, work, rd):
             got[t] = "SKIP"
         else:
             got[t] = "ok"
-    ok = r["boot"]["outcome"] == "pass" and got.pop("io_uring_nop", None) == "ok" \
+    ok = r["boot"].passed and got.pop("io_uring_nop", None) == "ok" \
         and all(v == "SKIP" for v in got.values())
-    return name, ok, f"{r['boot']['outcome']}; " + ", ".join(f"{t} {v}" for t, v in got.items())
+    return name, ok, f"{r['boot'].outcome}; " + ", ".join(f"{t} {v}" for t, v in got.items())
 
 
 def cmd_check(args):
@@ -219,9 +219,9 @@ def cmd_check(args):
         print(report.render(rep), flush=True)
         s = rep["ktap_summary"]
         ran = s["passed"] + s["failed"]
-        tally.add(f"{arch}: selftests in the KCSAN guest", rep["boot"]["outcome"] == "pass"
+        tally.add(f"{arch}: selftests in the KCSAN guest", rep["boot"].passed
                   and s["failed"] == 0 and ran == len(tests) and not rep["log_problems"],
-                  f"{rep['boot']['outcome']}, {s['passed']} passed, {s['failed']} failed, "
+                  f"{rep['boot'].outcome}, {s['passed']} passed, {s['failed']} failed, "
                   f"{s['skipped']} skipped of {len(tests)}"
                   + "".join(f"; {p}" for p in rep["log_problems"]))
         tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
@@ -232,7 +232,7 @@ def cmd_check(args):
             sub = os.path.join(rd, arch, "runner-" + want)
             r = boot_once(args, rec, kinfo, work, {}, [], sub, cmd=gcmd, timeout=tmo)
             got = r["boot"]
-            ok = got["outcome"] == want and (want_status is None or got["status"] == want_status)
-            tally.add(f"{arch}: {name}", ok, f"got {got['outcome']} ({got['reason']})")
+            ok = got.outcome == want and (want_status is None or got.status == want_status)
+            tally.add(f"{arch}: {name}", ok, f"got {got.outcome} ({got.reason})")
     print(f"artifacts: {rd}")
     return tally.close()

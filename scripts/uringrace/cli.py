@@ -2,15 +2,18 @@
 the work is in the modules named beside each."""
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 
-from . import bench, bench_real, check, html, report, tree
-from .common import REPO, PipelineError
+from . import bench, bench_real, check, html, report
+from .common import PipelineError
+from .config import DEFAULT_KCSAN_ARGS, Settings
 from .compare import callouts
 from .evidence import evidence_for_run
 from .guest import boot_once, guest_parts, kernel_for, run_dir
+from .records import to_json
 from .storms import STORMS, missing_work, run_side, side_ok
 from .text import render_compare, render_evidence
 
@@ -29,7 +32,8 @@ def cmd_run(args):
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
                         cmd=args.cmd)
         reps.append(rep)
-        summary, new = evidence_for_run(rep, rec, kinfo, work, os.path.join(rd, arch))
+        summary, new = evidence_for_run(rep, rec, kinfo, work, os.path.join(rd, arch),
+                                        args.expect)
         evidence.append(summary)
         headlines += new + [f"kernel log on {arch}: {p}" for p in rep["log_problems"]]
     # what fails the run and was not a test's own verdict comes first
@@ -39,11 +43,12 @@ def cmd_run(args):
         f.write(text + "\n")
     with open(os.path.join(rd, "report.json"), "w", encoding="utf-8") as f:
         json.dump({"runs": [{k: r[k] for k in ("arch", "kernel", "boot", "ktap_summary",
-                                                "kcsan")} for r in reps]}, f, indent=1)
+                                                "kcsan")} for r in reps]}, f, indent=1,
+                  default=to_json)
     print(text)
     print(f"artifacts: {rd} (console.log, ktap.txt, report.json, evidence.txt per arch; "
           "summary.txt)")
-    bad = [r for r in reps if r["boot"]["outcome"] != "pass"]
+    bad = [r for r in reps if not r["boot"].passed]
     return 1 if bad or headlines else 0
 
 
@@ -52,18 +57,14 @@ def cmd_compare(args):
     6.1 and 6.12; KSRC_A/KSRC_B for a patch before and after); print per
     workload the KCSAN reports by title side by side and call out races gone
     in B or new in B; the io_uring reports in full, symbolized; JSON and HTML."""
-    env = os.environ.get
-    secs = env("STORM_SECONDS") or "8"
-    jobs = int(env("JOBS") or 1)
-    sides = {"A": (env("KSRC_A") or None, env("KVER_A") or "6.1", env("EXPECT_A") or None),
-             "B": (env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None)}
+    secs, jobs = str(args.storm_seconds), args.jobs or 1
+    sides = {"A": args.side_a, "B": args.side_b}
     rd = run_dir(args, "compare")
     result, texts = {}, []
     for arch in args.arch:
         res = {}
         for lab, (ks, kv, ex) in sides.items():
-            sub = argparse.Namespace(**{**vars(args), "ksrc": ks, "kver": kv})
-            res[lab] = run_side(sub, arch, os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs,
+            res[lab] = run_side(args.for_tree(ks, kv), arch, os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs,
                                 expect_file=ex)
         result[arch] = res
         text = render_compare(res["A"], res["B"])
@@ -76,7 +77,7 @@ def cmd_compare(args):
     with open(os.path.join(rd, "compare.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(texts) + "\n")
     with open(os.path.join(rd, "compare.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+        json.dump(result, f, indent=1, default=to_json)
     html.write_compare(os.path.join(rd, "compare.html"), result, STORMS)
     print(f"artifacts: {rd} (compare.txt, compare.json, compare.html, evidence-<arch>.txt, "
           "console.log per guest)")
@@ -90,19 +91,29 @@ def cmd_compare(args):
 
 
 def parser():
+    d = Settings.defaults_from_env()
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
-    p.add_argument("--ksrc", default=os.environ.get("KSRC") or None,
+    p.add_argument("--ksrc", default=d.ksrc,
                    help="kernel tree (default: Debian's linux-source-$KVER)")
-    p.add_argument("--kver", default=os.environ.get("KVER") or tree.DEFAULT_KVER)
-    p.add_argument("--arch", type=lambda s: [a for a in s.replace(",", " ").split() if a],
-                   default=(os.environ.get("ARCHES") or "x86_64").replace(",", " ").split(),
-                   help="x86_64, arm64 or 'x86_64,arm64'")
-    _guest_opts(p)
+    p.add_argument("--kver", default=d.kver)
+    p.add_argument("--arch", type=lambda s: tuple(a for a in s.replace(",", " ").split() if a),
+                   default=d.arch, help="x86_64, arm64 or 'x86_64,arm64'")
+    p.add_argument("--smp", type=int, default=d.smp)
+    p.add_argument("--mem", type=int, default=d.mem)
+    p.add_argument("--timeout", type=int, default=d.timeout,
+                   help="host-side limit for one guest run, seconds")
+    p.add_argument("--accel", default=d.accel, choices=("auto", "tcg", "kvm"))
+    p.add_argument("--kcsan-args", default=d.kcsan_args,
+                   help=f"extra kernel command line (default {DEFAULT_KCSAN_ARGS}; "
+                        "KCSAN_ARGS=none for KCSAN's own defaults)")
+    p.add_argument("--out", default=d.out)
     sub = p.add_subparsers(dest="cmd_name", required=True)
     k = sub.add_parser("kernel", help="configure and build the KCSAN kernel (cached)")
     k.set_defaults(func=cmd_kernel)
     r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
     r.set_defaults(func=cmd_run)
+    r.add_argument("--cmd", default=d.cmd,
+                   help="run this shell command in the guest instead of the selftests")
     cp = sub.add_parser("compare", help="the same storms on two trees, side by side")
     cp.set_defaults(func=cmd_compare)
     br = sub.add_parser("bench-real", help="time to first io_uring report per workload and tree")
@@ -114,37 +125,22 @@ def parser():
     b = sub.add_parser("bench-pipeline", help="pipeline timings per arch (COLD=1: real cold build)")
     b.set_defaults(func=bench.cmd_bench_pipeline)
     c = sub.add_parser("check", help="host unit tests, lint, guest selftests, runner tests")
-    c.set_defaults(func=check.cmd_check, cmd=None)
-    for sp in (r,):
-        sp.add_argument("--cmd", default=os.environ.get("CMD") or None,
-                        help="run this shell command in the guest instead of the selftests")
+    c.set_defaults(func=check.cmd_check)
     return p
 
-# Measured (README, "Tuning"): on 2 vCPUs, checking 1 access in 200 instead of
-# KCSAN's 1 in 4000 doubled io_uring reports per minute and halved the time to
-# the first io-wq race on Debian 6.1, for a 4x slower io-wq storm.
-DEFAULT_KCSAN_ARGS = "kcsan.skip_watch=200"
 
-
-def _guest_opts(p):
-    env = os.environ.get
-    p.add_argument("--smp", type=int, default=int(env("SMP") or 2))
-    p.add_argument("--mem", type=int, default=int(env("MEM") or 2048))
-    p.add_argument("--timeout", type=int, default=int(env("TIMEOUT") or 900),
-                   help="host-side limit for one guest run, seconds")
-    p.add_argument("--accel", default=env("ACCEL") or "auto", choices=("auto", "tcg", "kvm"))
-    kargs = env("KCSAN_ARGS") or DEFAULT_KCSAN_ARGS
-    p.add_argument("--kcsan-args", default="" if kargs == "none" else kargs,
-                   help=f"extra kernel command line (default {DEFAULT_KCSAN_ARGS}; "
-                        "'none' for KCSAN's own defaults)")
-    p.add_argument("--out", default=env("OUT") or os.path.join(REPO, "out"))
-    return p
+def settings(argv):
+    """(the command's function, its Settings): the environment read once,
+    the options over it."""
+    args = parser().parse_args(argv)
+    opts = {k: v for k, v in vars(args).items() if k not in ("func", "cmd_name")}
+    return args.func, dataclasses.replace(Settings.defaults_from_env(), **opts)
 
 
 def main(argv):
-    args = parser().parse_args(argv)
     try:
-        return args.func(args)
+        func, cfg = settings(argv)
+        return func(cfg)
     except PipelineError as exc:
         print(f"uringrace: error: {exc}", file=sys.stderr)
         return 2

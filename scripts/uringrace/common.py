@@ -8,7 +8,6 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ARCHES = ("x86_64", "arm64")
 
 
 class PipelineError(Exception):
@@ -24,23 +23,6 @@ def cache_dir():
 
 def log(msg):
     print(f"[urr {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def load_arch(arch):
-    """Read qemu/<arch>.conf, a KEY=value record (shell quoting allowed)."""
-    if arch not in ARCHES:
-        raise PipelineError(f"unknown ARCH '{arch}': use one of {', '.join(ARCHES)}")
-    path = os.path.join(REPO, "qemu", f"{arch}.conf")
-    rec = {"ARCH": arch}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, _, val = line.partition("=")
-            words = shlex.split(val)
-            rec[key.strip()] = " ".join(words)
-    return rec
 
 
 def digest(*parts):

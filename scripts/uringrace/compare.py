@@ -22,7 +22,7 @@ def _race_key(g):
 def _races(side):
     """{race: (reports, workloads it showed in)} of io_uring reports."""
     n, where = collections.Counter(), collections.defaultdict(set)
-    for g in side["titles"]:
+    for g in side.titles:
         if g["scope"] == "io_uring":
             n[_race_key(g)] += g["count"]
             where[_race_key(g)] |= set(g["by_workload"])
@@ -33,7 +33,7 @@ def comparable(a, b, wl):
     """'' when both sides did comparable work in storm wl, else why not."""
     rates = []
     for label, side in (("A", a), ("B", b)):
-        ops = side["workloads"].get(wl, {}).get("ops_per_s") or []
+        ops = side.workloads.get(wl, {}).get("ops_per_s") or []
         if not ops or not all(ops):
             return f"{label} did no work in {wl}"
         rates.append(statistics.median(ops))
@@ -59,7 +59,7 @@ def callouts(a, b):
         out.append((what, k, na, nb, why))
     for label, side in (("A", a), ("B", b)):
         forbidden = collections.Counter()
-        for g in side["titles"]:
+        for g in side.titles:
             if g["verdict"] == "forbidden":
                 forbidden[_race_key(g)] += g["count"]
         out += [(f"FORBIDDEN in {label}", k, n, n, "") for k, n in forbidden.items()]

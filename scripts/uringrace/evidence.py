@@ -15,30 +15,30 @@ def news(side, epath):
     tree's expectations forbid, and each one they do not list (with no
     expectation file for the tree, every io_uring race is new)."""
     out = []
-    for g in side["titles"]:
+    for g in side.titles:
         if g["scope"] != "io_uring" or g["verdict"] not in ("forbidden", "unlisted"):
             continue
         tag = ("FORBIDDEN race" if g["verdict"] == "forbidden" else
                f"NEW race (not in {os.path.basename(epath)})" if epath else
                "NEW race (no expectation file for this tree)")
-        out.append(f"{tag} on {side['arch']}: {g['title']} ({g['count']} report(s)"
+        out.append(f"{tag} on {side.arch}: {g['title']} ({g['count']} report(s)"
                    + ("; race at unknown origin" if g.get("unknown_origin") else "") + ")")
     return out
 
 
-def evidence_for_run(rep, rec, kinfo, work, outdir):
+def evidence_for_run(rep, rec, kinfo, work, outdir, expect_file=None):
     """For 'run': the io_uring reports of the selftests' guest, classified and
     symbolized, into outdir/evidence.txt; return (a short summary, the
     headline lines of news())."""
-    epath, entries = expect.for_version(kinfo.get("version"), os.environ.get("EXPECT"))
+    epath, entries = expect.for_version(kinfo.version, expect_file)
     side = merge([(outdir, rep)], (), entries)
-    full = [r for r in side.pop("full") if report.scope(r) == "io_uring"]
+    full = [r for r in side.reports if report.scope(r) == "io_uring"]
     if full:
         symbolize.symbolize(full, kinfo, rec, {"uringrace": artifacts.kmod_path(work)})
-    side.update(arch=rep["arch"], tree=kinfo.get("identity"), expect=epath, reports=full)
+    side = side.replace(arch=rep["arch"], tree=kinfo.identity, expect=epath, reports=full)
     with open(os.path.join(outdir, "evidence.txt"), "w", encoding="utf-8") as f:
         f.write(render_evidence(side) + "\n")
-    io = [g for g in side["titles"] if g["scope"] == "io_uring"]
+    io = [g for g in side.titles if g["scope"] == "io_uring"]
     races = collections.Counter()
     for g in io:
         races[(_race_key(g), g["verdict"])] += g["count"]

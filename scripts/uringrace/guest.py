@@ -6,16 +6,16 @@ import os
 import time
 
 from . import artifacts, expect, initramfs, kbuild, qemu, report, tree
-from .common import REPO, cache_dir, load_arch, log
+from .common import REPO, cache_dir, log
 
 
 def kernel_for(args, arch):
-    rec = load_arch(arch)
+    rec = args.arch_config(arch)
     src, identity = tree.resolve(args.ksrc, args.kver)
     ver = tree.check_tree(src, rec)
     log(f"tree {src} (linux {ver}, {identity})")
     info = kbuild.build(src, identity, rec)
-    info["version"] = ver
+    info.version = ver
     return rec, info
 
 
@@ -25,7 +25,7 @@ def guest_parts(args, arch):
     # one work dir per checkout too: make judges the driver's and the tests'
     # objects by mtime, and another checkout's sources may be older
     tag = hashlib.sha1(os.path.realpath(REPO).encode()).hexdigest()[:8]
-    work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo['key']}-{tag}")
+    work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo.key}-{tag}")
     os.makedirs(work, exist_ok=True)
     ko = artifacts.build_kmod(kinfo, rec, work)
     drv = artifacts.build_driver(rec, work)
@@ -36,9 +36,9 @@ def guest_parts(args, arch):
     # and the driver and the module where a CMD= run finds them
     files["lib/modules/uringrace.ko"] = ko
     files["usr/bin/uringrace"] = drv
-    if os.environ.get("EXPECT"):
+    if args.expect:
         # the selftests read it before the version's own file
-        files["etc/uringrace/expect"] = expect.path_for(None, os.environ["EXPECT"])
+        files["etc/uringrace/expect"] = expect.path_for(None, args.expect)
     return rec, kinfo, work, files, tests
 
 
@@ -50,9 +50,9 @@ def boot_once(args, rec, kinfo, work, files, tests, outdir, cmd=None, timeout=No
     init = os.path.join(REPO, "guest", "init")
     initrd = initramfs.pack(os.path.join(outdir, "initramfs.cpio"), busybox, init, files,
                             tests, cmd=cmd)
-    accel = qemu.pick_accel(rec, args.accel, kinfo["image"], work, lambda: initramfs.pack(
+    accel = qemu.pick_accel(rec, args.accel, kinfo.image, work, lambda: initramfs.pack(
         os.path.join(work, "probe.cpio"), busybox, init, {}, [], cmd="true"))
-    res = qemu.boot(rec, kinfo["image"], initrd, outdir, smp=args.smp, mem=args.mem,
+    res = qemu.boot(rec, kinfo.image, initrd, outdir, smp=args.smp, mem=args.mem,
                     accel=accel, timeout=timeout or args.timeout,
                     extra_append=args.kcsan_args, echo=echo)
     rep = report.build(outdir, res, kinfo)

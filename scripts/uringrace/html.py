@@ -86,15 +86,15 @@ def _cell(g, wl):
 
 def _arch_section(arch, res, storms):
     a, b = res["A"], res["B"]
-    ga = {g["title"]: g for g in a["titles"]}
-    gb = {g["title"]: g for g in b["titles"]}
+    ga = {g["title"]: g for g in a.titles}
+    gb = {g["title"]: g for g in b.titles}
     calls = callouts(a, b)
     gone = {k for what, k, _, _, _ in calls if what == "gone in B"}
     new = {k for what, k, _, _, _ in calls if what == "NEW in B"}
     out = [f"<h2>{_e(arch)}</h2>",
-           f"<p>A = {_e(a['tree'])} ({_e(', '.join(o['outcome'] for o in a['outcomes']))}), "
-           f"B = {_e(b['tree'])} ({_e(', '.join(o['outcome'] for o in b['outcomes']))}); "
-           f"{a['jobs']} guest(s) per tree, {a['seconds_per_storm']} s per storm.</p>",
+           f"<p>A = {_e(a.tree)} ({_e(', '.join(o['outcome'] for o in a.outcomes))}), "
+           f"B = {_e(b.tree)} ({_e(', '.join(o['outcome'] for o in b.outcomes))}); "
+           f"{a.jobs} guest(s) per tree, {a.seconds_per_storm} s per storm.</p>",
            f"<table class='compare' id='compare-{_e(arch)}'><tr><th>workload</th><th>scope</th>"
            "<th>KCSAN title</th><th>verdict A / B</th><th>A</th><th>B</th></tr>"]
     for wl, _ in storms:
@@ -121,11 +121,11 @@ def _arch_section(arch, res, storms):
     out.append("<table class='throughput'><tr><th>workload</th><th>A ops/s (per guest)</th>"
                "<th>B ops/s (per guest)</th><th>A anomalies</th><th>B anomalies</th></tr>")
     for wl, _ in storms:
-        va, vb = a["workloads"][wl]["ops_per_s"], b["workloads"][wl]["ops_per_s"]
+        va, vb = a.workloads[wl]["ops_per_s"], b.workloads[wl]["ops_per_s"]
         out.append(f"<tr><td>{_e(wl)}</td><td class='n'>{_e(', '.join(map(str, va)) or '-')}"
                    f"</td><td class='n'>{_e(', '.join(map(str, vb)) or '-')}</td>"
-                   f"<td>{_e(anomaly_text(a['workloads'][wl]))}</td>"
-                   f"<td>{_e(anomaly_text(b['workloads'][wl]))}</td></tr>")
+                   f"<td>{_e(anomaly_text(a.workloads[wl]))}</td>"
+                   f"<td>{_e(anomaly_text(b.workloads[wl]))}</td></tr>")
     out.append("</table>")
     out.append("<h3>Detections per workload (io_uring reports; blue expected, red forbidden, "
                "orange unlisted)</h3>")
@@ -136,7 +136,7 @@ def _arch_section(arch, res, storms):
 
 def page(result, storms):
     data = {"storms": [wl for wl, _ in storms],
-            "arches": [{"arch": arch, **{lab: {"tree": s["tree"], "events": s["events"]}
+            "arches": [{"arch": arch, **{lab: {"tree": s.tree, "events": s.events}
                                          for lab, s in res.items()}}
                        for arch, res in result.items()]}
     blob = json.dumps(data).replace("</", "<\\/")

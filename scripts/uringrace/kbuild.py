@@ -1,6 +1,7 @@
 """Steps 2-3: configure (tinyconfig + fragments, validated) and build the kernel
 out of tree into a cache directory keyed by tree, arch and config inputs."""
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -8,22 +9,14 @@ import re
 import subprocess
 import time
 
-from .common import REPO, PipelineError, cache_dir, digest, jobs, log, read, run
+from .common import PipelineError, cache_dir, digest, jobs, log, read, run
+from .records import KernelBuild
 
 BASE = "tinyconfig"
 
 
-def fragments(arch):
-    """The config fragments of this run: the common one, the arch's, and
-    with LOCKDEP=1 the lockdep one (a build of its own)."""
-    out = [os.path.join(REPO, "Kconfig.fragment"), os.path.join(REPO, f"Kconfig.fragment.{arch}")]
-    if os.environ.get("LOCKDEP") == "1":
-        out.append(os.path.join(REPO, "Kconfig.fragment.lockdep"))
-    return out
-
-
 def _cc_version(rec):
-    cc = rec.get("CROSS_COMPILE", "") + "gcc"
+    cc = rec.cross_compile + "gcc"
     try:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False)
     except FileNotFoundError as exc:
@@ -32,20 +25,20 @@ def _cc_version(rec):
 
 
 def build_key(identity, rec):
-    parts = [identity, rec["ARCH"], BASE, _cc_version(rec)]
-    parts += [read(f) for f in fragments(rec["ARCH"])]
+    parts = [identity, rec.arch, BASE, _cc_version(rec)]
+    parts += [read(f) for f in rec.fragments]
     return digest(*parts)
 
 
 def objdir_for(identity, rec):
     slug = re.sub(r"[^A-Za-z0-9.+-]+", "_", identity.split(":", 1)[-1])[-40:].strip("_")
-    return os.path.join(cache_dir(), "kbuild", f"{rec['ARCH']}-{slug}-{build_key(identity, rec)}")
+    return os.path.join(cache_dir(), "kbuild", f"{rec.arch}-{slug}-{build_key(identity, rec)}")
 
 
-def wanted_lines(arch):
+def wanted_lines(rec):
     """(symbol, value) pairs the fragments ask for; value 'n' for 'is not set'."""
     want = []
-    for path in fragments(arch):
+    for path in rec.fragments:
         for n, line in enumerate(read(path).splitlines(), 1):
             line = line.strip()
             m = re.fullmatch(r"(CONFIG_\w+)=(.*)", line)
@@ -57,7 +50,7 @@ def wanted_lines(arch):
     return want
 
 
-def validate_config(config_path, arch):
+def validate_config(config_path, rec):
     """Return the fragment lines that olddefconfig dropped or changed."""
     have = {}
     for line in read(config_path).splitlines():
@@ -65,7 +58,7 @@ def validate_config(config_path, arch):
         if m:
             have[m.group(1)] = m.group(2)
     lost = []
-    for sym, val, where in wanted_lines(arch):
+    for sym, val, where in wanted_lines(rec):
         got = have.get(sym, "n")
         if got != val:
             lost.append(f"{where}: {sym}={val} (got {sym}={got if got != 'n' else 'is not set'})")
@@ -73,9 +66,9 @@ def validate_config(config_path, arch):
 
 
 def _make(src, obj, rec, targets, logfile):
-    cmd = ["make", "-C", src, f"O={obj}", f"ARCH={rec['KARCH']}", f"-j{jobs()}"]
-    if rec.get("CROSS_COMPILE"):
-        cmd.append(f"CROSS_COMPILE={rec['CROSS_COMPILE']}")
+    cmd = ["make", "-C", src, f"O={obj}", f"ARCH={rec.karch}", f"-j{jobs()}"]
+    if rec.cross_compile:
+        cmd.append(f"CROSS_COMPILE={rec.cross_compile}")
     run(cmd + targets, logfile=logfile)
 
 
@@ -83,17 +76,17 @@ def configure(src, obj, rec, key):
     stamp = os.path.join(obj, ".uringrace-config")
     cfg = os.path.join(obj, ".config")
     if os.path.exists(cfg) and os.path.exists(stamp) and read(stamp).strip() == key:
-        lost = validate_config(cfg, rec["ARCH"])
+        lost = validate_config(cfg, rec)
         if not lost:
             return
     logf = os.path.join(obj, "config.log")
     open(logf, "w").close()
     _make(src, obj, rec, [BASE], logf)
     run(["sh", os.path.join(src, "scripts/kconfig/merge_config.sh"), "-m", "-O", obj, cfg]
-        + fragments(rec["ARCH"]), logfile=logf,
-        env={**os.environ, "ARCH": rec["KARCH"], "CROSS_COMPILE": rec.get("CROSS_COMPILE", "")})
+        + list(rec.fragments), logfile=logf,
+        env={**os.environ, "ARCH": rec.karch, "CROSS_COMPILE": rec.cross_compile})
     _make(src, obj, rec, ["olddefconfig"], logf)
-    lost = validate_config(cfg, rec["ARCH"])
+    lost = validate_config(cfg, rec)
     if lost:
         raise PipelineError("these fragment lines did not survive olddefconfig "
                             f"(.config in {obj}):\n  " + "\n  ".join(lost))
@@ -102,7 +95,7 @@ def configure(src, obj, rec, key):
 
 
 def build(src, identity, rec):
-    """Configure and build; return a dict describing the build."""
+    """Configure and build; return the KernelBuild."""
     key = build_key(identity, rec)
     obj = objdir_for(identity, rec)
     fresh = not os.path.exists(os.path.join(obj, "vmlinux"))
@@ -113,21 +106,21 @@ def build(src, identity, rec):
         configure(src, obj, rec, key)
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()
-        log(f"building {identity} for {rec['ARCH']} in {obj} (cold: about 9-10 min)")
-        _make(src, obj, rec, rec["KTARGETS"].split(), logf)
+        log(f"building {identity} for {rec.arch} in {obj} (cold: about 9-10 min)")
+        _make(src, obj, rec, list(rec.ktargets), logf)
         compiled = sum(1 for line in read(logf).splitlines()
                        if re.match(r"\s+(CC|AS|LD|CC \[M\])\s", line))
-        info = {"src": src, "identity": identity, "arch": rec["ARCH"], "key": key,
-                "objdir": obj, "image": os.path.join(obj, rec["KIMAGE"]),
-                "vmlinux": os.path.join(obj, "vmlinux"),
-                "seconds": round(time.time() - t0, 1), "compiled": compiled}
+        info = KernelBuild(src=src, identity=identity, arch=rec.arch, key=key, objdir=obj,
+                           image=os.path.join(obj, rec.kimage),
+                           vmlinux=os.path.join(obj, "vmlinux"),
+                           seconds=round(time.time() - t0, 1), compiled=compiled)
         jpath = os.path.join(obj, "uringrace-build.json")
         if fresh:
-            info["cold_seconds"] = info["seconds"]
+            info.cold_seconds = info.seconds
         elif os.path.exists(jpath):
             with open(jpath, encoding="utf-8") as f:
-                info["cold_seconds"] = json.load(f).get("cold_seconds")
+                info.cold_seconds = json.load(f).get("cold_seconds")
         with open(jpath, "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=1)
-    log(f"kernel ready: {info['image']} ({info['seconds']} s, {compiled} objects compiled)")
+            json.dump(dataclasses.asdict(info), f, indent=1)
+    log(f"kernel ready: {info.image} ({info.seconds} s, {compiled} objects compiled)")
     return info

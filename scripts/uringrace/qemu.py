@@ -9,17 +9,15 @@ import threading
 import time
 
 from .common import PipelineError, cache_dir, log
+from .records import BootResult, Outcome
 
 INIT_MARK = "uringrace: init started"
 PANIC_RE = re.compile(r"Kernel panic - not syncing|\bOops\b|BUG: (?!KCSAN)|"
                       r"general protection fault|Unable to handle kernel")
 WARN_RE = re.compile(r"WARNING: CPU: \d+ PID: \d+")
 
-OUTCOMES = ("pass", "fail", "panic", "hang", "boot-failure", "no-status")
-
-
 def classify(console, status, timed_out):
-    """Return (outcome, status int or None, reason)."""
+    """Return (Outcome, status int or None, reason)."""
     init_seen = INIT_MARK in console
     after = console.split(INIT_MARK, 1)[1] if init_seen else ""
     code = None
@@ -27,33 +25,33 @@ def classify(console, status, timed_out):
         code = int(status.strip())
     panic = PANIC_RE.search(console)
     if panic:
-        return "panic", code, panic.group(0)
+        return Outcome.PANIC, code, panic.group(0)
     if not init_seen:
-        return ("hang" if timed_out else "boot-failure"), code, \
+        return (Outcome.HANG if timed_out else Outcome.BOOT_FAILURE), code, \
             "the guest never reached /init"
     if code is None:
         if timed_out:
-            return "hang", None, "timeout with no exit status"
-        return "no-status", None, "QEMU exited without an exit status from the guest"
+            return Outcome.HANG, None, "timeout with no exit status"
+        return Outcome.NO_STATUS, None, "QEMU exited without an exit status from the guest"
     warn = WARN_RE.search(after)
     if code == 0 and warn:
-        return "fail", code, "kernel WARNING during the tests: " + warn.group(0)
+        return Outcome.FAIL, code, "kernel WARNING during the tests: " + warn.group(0)
     if code == 0:
-        return "pass", 0, "exit status 0"
-    return "fail", code, f"exit status {code}"
+        return Outcome.PASS, 0, "exit status 0"
+    return Outcome.FAIL, code, f"exit status {code}"
 
 
 def qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append):
-    qemu = rec["QEMU"]
+    qemu = rec.qemu
     if not shutil.which(qemu):
         raise PipelineError(f"{qemu} not found: run 'make deps'")
     cmd = [qemu, "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-           "-M", rec["MACHINE"], "-cpu", rec["CPU"] if accel != "kvm" else "host",
+           "-M", rec.machine, "-cpu", rec.cpu if accel != "kvm" else "host",
            "-smp", str(smp), "-m", str(mem),
            "-accel", "tcg,thread=multi" if accel == "tcg" else "kvm",
            "-kernel", kernel, "-initrd", initrd, "-append", append,
            "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-           "-device", f"{rec['VIRTIO_SERIAL']},id=vser"]
+           "-device", f"{rec.virtio_serial},id=vser"]
     for name, fname in (("status", "status"), ("ktap", "ktap.txt")):
         cmd += ["-chardev", f"file,id=ur{name},path={os.path.join(outdir, fname)}",
                 "-device", f"virtserialport,bus=vser.0,chardev=ur{name},"
@@ -63,18 +61,18 @@ def qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append):
 
 def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
          extra_append="", echo=True):
-    """Boot once; return a result dict and write console.log into outdir."""
+    """Boot once; return a BootResult and write console.log into outdir."""
     os.makedirs(outdir, exist_ok=True)
     for f in ("status", "ktap.txt"):
         path = os.path.join(outdir, f)
         if os.path.exists(path):
             os.unlink(path)
-    append = (f"console={rec['CONSOLE']} panic=-1 oops=panic printk.devkmsg=on "
+    append = (f"console={rec.console} panic=-1 oops=panic printk.devkmsg=on "
               f"rdinit=/init uringrace.accel={accel} {extra_append}").strip()
     cmd = qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append)
     with open(os.path.join(outdir, "qemu.cmd"), "w", encoding="utf-8") as f:
         f.write(" ".join(cmd) + "\n")
-    log(f"booting {rec['ARCH']} guest ({accel}, {smp} vCPUs, timeout {timeout} s)")
+    log(f"booting {rec.arch} guest ({accel}, {smp} vCPUs, timeout {timeout} s)")
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -107,12 +105,12 @@ def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
     spath = os.path.join(outdir, "status")
     status = open(spath, encoding="utf-8").read() if os.path.exists(spath) else None
     outcome, code, reason = classify(console, status, timed_out)
-    res = {"arch": rec["ARCH"], "accel": accel, "smp": smp, "outcome": outcome,
-           "status": code, "reason": reason, "seconds": round(elapsed, 1),
-           "qemu_rc": proc.returncode, "to_init_s": round(marks["init"], 2)
-           if "init" in marks else None, "cmdline": append}
-    log(f"guest {rec['ARCH']}: {outcome} ({reason}); {res['seconds']} s, "
-        f"/init after {res['to_init_s']} s")
+    res = BootResult(arch=rec.arch, accel=accel, smp=smp, outcome=outcome, status=code,
+                     reason=reason, seconds=round(elapsed, 1), qemu_rc=proc.returncode,
+                     to_init_s=round(marks["init"], 2) if "init" in marks else None,
+                     cmdline=append)
+    log(f"guest {rec.arch}: {outcome} ({reason}); {res.seconds} s, "
+        f"/init after {res.to_init_s} s")
     return res
 
 
@@ -124,7 +122,7 @@ def pick_accel(rec, want, kernel, workdir, make_probe_initrd):
         return want
     import platform
     host = platform.machine()
-    if not (rec["ARCH"] == "x86_64" and host == "x86_64" and os.access("/dev/kvm", os.W_OK)):
+    if not (rec.arch == "x86_64" and host == "x86_64" and os.access("/dev/kvm", os.W_OK)):
         return "tcg"
     try:
         boot_id = open("/proc/sys/kernel/random/boot_id", encoding="utf-8").read().strip()
@@ -135,8 +133,8 @@ def pick_accel(rec, want, kernel, workdir, make_probe_initrd):
         return open(memo, encoding="utf-8").read().strip()
     res = boot(rec, kernel, make_probe_initrd(), os.path.join(workdir, "kvm-probe"), accel="kvm",
                timeout=30, echo=False)
-    got = "kvm" if res["outcome"] in ("pass", "fail") else "tcg"
-    log(f"KVM probe: {res['outcome']} -> using {got}")
+    got = "kvm" if res.outcome in (Outcome.PASS, Outcome.FAIL) else "tcg"
+    log(f"KVM probe: {res.outcome} -> using {got}")
     with open(memo, "w", encoding="utf-8") as f:
         f.write(got + "\n")
     return got

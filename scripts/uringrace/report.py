@@ -4,7 +4,7 @@ import collections
 import json
 import os
 
-from . import parse, races
+from . import parse, races, records
 
 
 def scope(rep):
@@ -69,8 +69,8 @@ def build(outdir, boot_res, kinfo):
         if os.path.exists(kpath) else ""
     con = parse.parse_console(console)
     tree = parse.parse_ktap(ktap_text)
-    rep = {"arch": boot_res["arch"], "kernel": {k: kinfo.get(k) for k in
-                                                 ("identity", "version", "objdir", "key")},
+    rep = {"arch": boot_res.arch, "kernel": {k: getattr(kinfo, k) for k in
+                                              ("identity", "version", "objdir", "key")},
            "boot": boot_res, "ktap": tree, "ktap_summary": parse.ktap_summary(tree),
            "tests": con["tests"], "subtests": con["subtests"], "init_time": con["init_time"],
            "log_problems": log_problems(con, tree),
@@ -80,7 +80,7 @@ def build(outdir, boot_res, kinfo):
                                                     if r["test"] != "boot"])},
            "reports": con["reports"]}
     with open(os.path.join(outdir, "report.json"), "w", encoding="utf-8") as f:
-        json.dump(rep, f, indent=1)
+        json.dump(rep, f, indent=1, default=records.to_json)
     return rep
 
 
@@ -88,8 +88,8 @@ def render(rep):
     b = rep["boot"]
     k = rep["kernel"]
     out = [f"== {rep['arch']}: linux {k.get('version')} ({k.get('identity')}), "
-           f"{b['accel']}, {b['smp']} vCPUs: {b['outcome'].upper()} ({b['reason']})",
-           f"   QEMU start to /init: {b['to_init_s']} s; whole guest run {b['seconds']} s"]
+           f"{b.accel}, {b.smp} vCPUs: {str(b.outcome).upper()} ({b.reason})",
+           f"   QEMU start to /init: {b.to_init_s} s; whole guest run {b.seconds} s"]
     for r in rep["ktap"]["subtests"]:
         verdict = "SKIP" if r["directive"] == "SKIP" else ("ok" if r["ok"] else "FAIL")
         extra = f" # {r['directive']} {r['reason'] or ''}".rstrip() if r["directive"] else ""

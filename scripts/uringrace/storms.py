@@ -10,6 +10,7 @@ import threading
 from . import artifacts, catalog, expect, report, results, symbolize
 from .common import PipelineError, log
 from .guest import boot_once, guest_parts
+from .records import Outcome, Side
 
 
 # (storm name, driver arguments): storms.txt's "compare" set, io-wq first
@@ -76,9 +77,9 @@ def merge(booted, storms, entries):
                  for name, _ in storms}
     outcomes = []
     for job, (sub, rep) in enumerate(booted):
-        outcomes.append({"job": job, "outcome": rep["boot"]["outcome"],
-                         "reason": rep["boot"]["reason"], "dir": sub,
-                         "seconds": rep["boot"]["seconds"]})
+        outcomes.append({"job": job, "outcome": rep["boot"].outcome,
+                         "reason": rep["boot"].reason, "dir": sub,
+                         "seconds": rep["boot"].seconds})
         init = rep["init_time"] or 0.0
         starts = {s["name"].split("/", 1)[-1]: s["start"] for s in rep["subtests"]}
         for name, j in driver_results(os.path.join(sub, "ktap.txt")).items():
@@ -114,37 +115,36 @@ def merge(booted, storms, entries):
             if scope != "other":
                 r["job"] = job
                 full.append(r)
-    return {"outcomes": outcomes, "workloads": workloads, "titles": list(titles.values()),
-            "events": events, "full": full}
+    return Side(outcomes=outcomes, workloads=workloads, titles=list(titles.values()),
+                events=events, reports=full)
 
 
 def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_file=None,
              symbols=True):
     """One tree, one arch: boot `jobs` guests running the storms; return the
-    merged side (see the keys below)."""
+    merged Side."""
     parts = guest_parts(args, arch)
     rec, kinfo = parts[0], parts[1]
-    epath, entries = expect.for_version(kinfo.get("version"), expect_file)
+    epath, entries = expect.for_version(kinfo.version, expect_file)
     booted = _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0)
     side = merge(booted, storms, entries)
-    full = side.pop("full")
-    if symbols and full:
-        n = symbolize.symbolize(full, kinfo, rec, {"uringrace": artifacts.kmod_path(parts[2])})
+    if symbols and side.reports:
+        n = symbolize.symbolize(side.reports, kinfo, rec,
+                                {"uringrace": artifacts.kmod_path(parts[2])})
         log(f"{arch}: {n} distinct frames placed to file:line by faddr2line")
-    side.update(arch=arch, tree=kinfo.get("identity"), version=kinfo.get("version"),
-                expect=epath, jobs=jobs, seconds_per_storm=int(secs), reports=full)
-    return side
+    return side.replace(arch=arch, tree=kinfo.identity, version=kinfo.version, expect=epath,
+                        jobs=jobs, seconds_per_storm=int(secs))
 
 
 def missing_work(side):
     """Storms of a side that gave no result with work done (no result line,
     a skip, an error or 0 operations in a guest): each is a failure."""
-    jobs = len(side["outcomes"])
-    return [wl for wl, w in side["workloads"].items()
+    jobs = len(side.outcomes)
+    return [wl for wl, w in side.workloads.items()
             if len(w["ops_per_s"]) < jobs or not all(w["ops_per_s"])]
 
 
 def side_ok(side):
     """Every guest passed and every storm did work in each of them."""
-    return bool(side["outcomes"]) and all(o["outcome"] == "pass" for o in side["outcomes"]) \
+    return bool(side.outcomes) and all(o["outcome"] == Outcome.PASS for o in side.outcomes) \
         and not missing_work(side)

@@ -66,9 +66,9 @@ def resolve(script, obj, frames, cross="", roots=()):
 def symbolize(reports, kinfo, rec, modules=None):
     """Add a 'where' list to every frame of these reports that faddr2line
     could place; return how many distinct frames were resolved."""
-    src = kinfo.get("src")
+    src = kinfo.src
     script = os.path.join(src or "", "scripts", "faddr2line")
-    vmlinux = os.path.join(kinfo.get("objdir") or "", "vmlinux")
+    vmlinux = os.path.join(kinfo.objdir or "", "vmlinux")
     modules = modules or {}
     if not (src and os.path.isfile(script) and os.path.isfile(vmlinux)):
         log("no faddr2line or vmlinux for this build: stacks left as symbols")
@@ -78,9 +78,9 @@ def symbolize(reports, kinfo, rec, modules=None):
         obj = _object(fr, vmlinux, modules)
         if obj and os.path.isfile(obj):
             wanted.setdefault(obj, set()).add(_key(fr))
-    roots = [src, kinfo.get("objdir")] + [os.path.dirname(os.path.dirname(m))
+    roots = [src, kinfo.objdir] + [os.path.dirname(os.path.dirname(m))
                                             for m in modules.values()]
-    resolved = {obj: resolve(script, obj, frames, rec.get("CROSS_COMPILE", ""), roots)
+    resolved = {obj: resolve(script, obj, frames, rec.cross_compile, roots)
                 for obj, frames in wanted.items()}
     for fr in _frames(reports):
         where = resolved.get(_object(fr, vmlinux, modules), {}).get(_key(fr))

@@ -28,15 +28,15 @@ def render_evidence(side):
     """Every io_uring report, grouped by title, identical stack pairs shown
     once with their count; both stacks with file:line. Other subsystems are
     counted and listed after."""
-    out = [f"-- {side['arch']} {side['tree']}: io_uring KCSAN reports "
-           f"(expectations: {os.path.basename(side['expect']) if side['expect'] else 'none'})"]
+    out = [f"-- {side.arch} {side.tree}: io_uring KCSAN reports "
+           f"(expectations: {os.path.basename(side.expect) if side.expect else 'none'})"]
     by_title = collections.OrderedDict()
-    for r in side["reports"]:
+    for r in side.reports:
         if report.scope(r) == "io_uring":
             by_title.setdefault(r["title"], []).append(r)
     if not by_title:
         out.append("   none")
-    meta = {g["title"]: g for g in side["titles"]}
+    meta = {g["title"]: g for g in side.titles}
     for title, reps in by_title.items():
         g = meta[title]
         variants = collections.OrderedDict()
@@ -65,7 +65,7 @@ def render_evidence(side):
                     out.append(f"     +-> reordered to: {a['reordered_to']}")
             if r["value_change"]:
                 out.append(f"   value changed: {r['value_change'][0]} -> {r['value_change'][1]}")
-    others = [g for g in side["titles"] if g["scope"] == "other"]
+    others = [g for g in side.titles if g["scope"] == "other"]
     out.append("")
     out.append(f"-- other subsystems: {sum(g['count'] for g in others)} report(s), "
                f"{len(others)} title(s)")
@@ -88,13 +88,13 @@ def _fmt(w):
 
 
 def render_compare(a, b):
-    out = [f"== {a['arch']}: A = {a['tree']} ({', '.join(o['outcome'] for o in a['outcomes'])}), "
-           f"B = {b['tree']} ({', '.join(o['outcome'] for o in b['outcomes'])}); "
-           f"{a['jobs']} guest(s) per tree, {a['seconds_per_storm']} s per storm"]
+    out = [f"== {a.arch}: A = {a.tree} ({', '.join(o['outcome'] for o in a.outcomes)}), "
+           f"B = {b.tree} ({', '.join(o['outcome'] for o in b.outcomes)}); "
+           f"{a.jobs} guest(s) per tree, {a.seconds_per_storm} s per storm"]
     out.append(f"   {'workload':14} {'scope':10} {'verdict A/B':22} {'KCSAN title':68} "
                f"{'A (first after storm start)':>28} {'B':>14}")
-    ga = {g["title"]: g for g in a["titles"]}
-    gb = {g["title"]: g for g in b["titles"]}
+    ga = {g["title"]: g for g in a.titles}
+    gb = {g["title"]: g for g in b.titles}
     for wl, _ in STORMS:
         rows = titles_in(ga, gb, wl)
         if not rows:
@@ -109,13 +109,13 @@ def render_compare(a, b):
     out.append("   throughput (ops/s per guest, median over guests) and anomalies (driver "
                "every counter the driver reports for the storm):")
     for wl, _ in STORMS:
-        va, vb = a["workloads"][wl]["ops_per_s"], b["workloads"][wl]["ops_per_s"]
+        va, vb = a.workloads[wl]["ops_per_s"], b.workloads[wl]["ops_per_s"]
         ma = statistics.median(va) if va else None
         mb = statistics.median(vb) if vb else None
         ratio = f"  B/A {mb / ma:.2f}" if ma and mb else ""
         out.append(f"     {wl:14} A {ma if ma is not None else '-':>10}   "
                    f"B {mb if mb is not None else '-':>10}{ratio:11}  anomalies A "
-                   f"{anomaly_text(a['workloads'][wl])}, B {anomaly_text(b['workloads'][wl])}")
+                   f"{anomaly_text(a.workloads[wl])}, B {anomaly_text(b.workloads[wl])}")
     out.append("   races (by expectation id, else title; all workloads and guests):")
     out += [f"     <== {line}" for line in callout_lines(callouts(a, b))]
     return "\n".join(out)

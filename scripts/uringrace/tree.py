@@ -6,9 +6,7 @@ import shutil
 import subprocess
 
 from .common import PipelineError, cache_dir, log
-
-DEFAULT_KVER = "6.12"
-
+from .config import DEFAULT_KVER
 
 def _deb_version(pkg):
     try:
@@ -72,14 +70,14 @@ def check_tree(src, arch_rec):
     ver = kernel_version(src)
     if not ver:
         raise PipelineError(f"KSRC={src}: top Makefile has no VERSION/PATCHLEVEL")
-    karch_dir = "x86" if arch_rec["KARCH"] == "x86_64" else arch_rec["KARCH"]
+    karch_dir = "x86" if arch_rec.karch == "x86_64" else arch_rec.karch
     akconfig = os.path.join(src, "arch", karch_dir, "Kconfig")
     if not os.path.exists(akconfig):
         raise PipelineError(f"KSRC={src}: no arch/{karch_dir}/Kconfig")
     with open(akconfig, encoding="utf-8", errors="replace") as f:
         if "HAVE_ARCH_KCSAN" not in f.read():
             raise PipelineError(
-                f"kernel {ver} has no KCSAN support on {arch_rec['ARCH']} "
+                f"kernel {ver} has no KCSAN support on {arch_rec.arch} "
                 f"(arch/{karch_dir}/Kconfig does not select HAVE_ARCH_KCSAN)")
     if os.path.exists(os.path.join(src, ".config")) or \
             os.path.isdir(os.path.join(src, "include", "config")):

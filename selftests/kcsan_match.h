@@ -335,6 +335,28 @@ static inline int kr_kmsg_find(int fd, const char *text, unsigned long long *ts_
 }
 
 /*
+ * Put /dev/kmsg (fd, O_NONBLOCK) at the oldest record the kernel still
+ * holds; 1 when that is this boot's first record (sequence number 0), so
+ * nothing of the boot has been overwritten yet, else 0.
+ */
+static inline int kr_kmsg_rewind(int fd)
+{
+	char rec[8192];
+	unsigned long long seq = ~0ULL;
+	ssize_t len;
+
+	lseek(fd, 0, SEEK_SET);
+	len = read(fd, rec, sizeof(rec) - 1);
+	if (len > 0) {
+		rec[len] = 0;
+		if (sscanf(rec, "%*u,%llu,", &seq) != 1)
+			seq = ~0ULL;
+	}
+	lseek(fd, 0, SEEK_SET);
+	return seq == 0;
+}
+
+/*
  * Read what /dev/kmsg (fd, O_NONBLOCK) holds from its position on, handing
  * every complete report to fn. Returns how many records the kernel
  * overwrote before we read them (each one a report part that may be lost).

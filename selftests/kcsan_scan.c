@@ -10,7 +10,14 @@
  * signature matches the report on its accesses (kcsan_match.h), else
  * "unlisted -"; "report -" with no file. Exit 0; 1 when a forbidden race
  * was reported; 2 usage or a bad file; 3 when the kernel overwrote records
- * before they were read, or the marker never came (a report may be lost).
+ * before they were read (without --since: any record of this boot), or the
+ * marker never came (a report may be lost).
+ *
+ * --check-reader shows those loss checks fire: it writes twice the log
+ * buffer behind an open reader (debug level: never on the console) and
+ * exits 0 only when the reader counted the loss and the boot's first
+ * record is reported gone; 4 (skip) when writes to /dev/kmsg are rate
+ * limited. It wipes the log: only the last test may run it.
  *
  * With --module M --scenarios FILE (the module's debugfs list: "id name
  * anomaly race..." per line), every report with an access in module M that
@@ -19,11 +26,13 @@
  *
  *   kcsan_scan [--expect FILE] [--module M --scenarios FILE] [--since MARKER]
  *              [--log FILE]
+ *   kcsan_scan --check-reader
  */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/klog.h>
 
 #include "kcsan_match.h"
 
@@ -136,12 +145,58 @@ static void one(const struct kr_report *r, void *arg)
 	printf("%s %s %s\n", verdict, id, r->title);
 }
 
+static void ignore(const struct kr_report *r, void *arg)
+{
+}
+
+static int check_reader(void)
+{
+	char mode[16] = "", rec[400];
+	struct kr_reader rd = { 0 };
+	int size = klogctl(10, NULL, 0);	/* SYSLOG_ACTION_SIZE_BUFFER */
+	int r, w, kept, lost, wiped, len;
+	FILE *f = fopen("/proc/sys/kernel/printk_devkmsg", "r");
+
+	if (f) {
+		if (!fgets(mode, sizeof(mode), f))
+			mode[0] = 0;
+		fclose(f);
+	}
+	if (strncmp(mode, "on", 2)) {
+		printf("# printk_devkmsg is not 'on': writes to /dev/kmsg are rate limited\n");
+		return 4;
+	}
+	r = open("/dev/kmsg", O_RDONLY | O_NONBLOCK);
+	w = open("/dev/kmsg", O_WRONLY);
+	if (r < 0 || w < 0 || size <= 0) {
+		perror("kcsan_scan: /dev/kmsg or the log buffer size");
+		return 2;
+	}
+	lseek(r, 0, SEEK_END);
+	len = snprintf(rec, sizeof(rec), "<7>uringrace: log reader check %0*d\n", 300, 0);
+	if (write(w, rec, len) != len)
+		return 2;
+	kept = kr_read_kmsg(r, &rd, ignore, NULL);
+	for (int i = 0; i < 2 * size / len + 16; i++)
+		if (write(w, rec, len) != len)
+			return 2;
+	lost = kr_read_kmsg(r, &rd, ignore, NULL);
+	wiped = !kr_kmsg_rewind(r);
+	printf("# %d KiB log buffer: a reader that kept up lost %d record(s); after %d KiB written behind it, %d loss(es) counted; boot's first record %s\n",
+	       size / 1024, kept, 2 * size / 1024, lost, wiped ? "reported gone" : "NOT reported gone");
+	close(w);
+	close(r);
+	return !kept && lost && wiped ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *expect = NULL, *since = NULL, *log = NULL, *scenarios = NULL;
 	struct kr_reader rd = { 0 };
 	int on, lost = 0;
 
+	if (argc == 2 && !strcmp(argv[1], "--check-reader"))
+		return check_reader();
 	for (int i = 1; i < argc; i++) {
 		if (i + 1 < argc && !strcmp(argv[i], "--expect"))
 			expect = argv[++i];
@@ -195,7 +250,12 @@ int main(int argc, char **argv)
 			perror("kcsan_scan: /dev/kmsg");
 			return 2;
 		}
-		/* find the marker record, then hand the rest to the reader */
+		/* the whole boot's log, or from the marker record on */
+		if (on && !kr_kmsg_rewind(fd)) {
+			printf("# the kernel log no longer holds this boot's first record: reports may be lost\n");
+			close(fd);
+			return 3;
+		}
 		if (!on)
 			on = kr_kmsg_find(fd, since, &ts);
 		if (on)

@@ -67,7 +67,9 @@ def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
         path = os.path.join(outdir, f)
         if os.path.exists(path):
             os.unlink(path)
-    append = (f"console={rec.console} panic=-1 oops=panic printk.devkmsg=on "
+    # log_buf_len: the whole run's log must stay readable in the guest (a
+    # check run's console is about 270 KB; the tests fail on a lost record)
+    append = (f"console={rec.console} panic=-1 oops=panic printk.devkmsg=on log_buf_len=4M "
               f"rdinit=/init uringrace.accel={accel} {extra_append}").strip()
     cmd = qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append)
     with open(os.path.join(outdir, "qemu.cmd"), "w", encoding="utf-8") as f:

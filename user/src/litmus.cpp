@@ -47,7 +47,7 @@ Result run_litmus(const Options& o, const std::string& protocol) {
     Result r;
     r.workload = "litmus:" + protocol;
     r.path = "host";
-    r.fence = o.fence == Fence::on ? "on" : "off";
+    r.fence = std::string(fence_name(o.fence));
     const bool sqpoll = id_of(kScenarios, protocol) == URINGRACE_SC_SQPOLL_WAKEUP;
     Shared s;
     uint64_t witnesses = 0, iters = 0;
@@ -69,12 +69,12 @@ Result run_litmus(const Options& o, const std::string& protocol) {
                 uint32_t r0;
                 if (sqpoll) {
                     store(&s.x.v, 1u, std::memory_order_release); // SQ tail
-                    sqpoll_tail_to_flags_fence(o.fence);
-                    r0 = load(&s.y.v, std::memory_order_relaxed); // NEED_WAKEUP?
+                    store_to_load(o.fence);
+                    r0 = load_after_store(&s.y.v, o.fence, std::memory_order_relaxed); // flags
                 } else {
                     store(&s.y.v, 1u, std::memory_order_release); // consumer pos
-                    ringbuf_pos_to_pos_fence(o.fence);
-                    r0 = load(&s.x.v, std::memory_order_acquire); // producer pos
+                    store_to_load(o.fence);
+                    r0 = load_after_store(&s.x.v, o.fence, std::memory_order_acquire); // prod
                 }
                 while (load(&s.done.v, std::memory_order_acquire) != it)
                     ;
@@ -91,7 +91,7 @@ Result run_litmus(const Options& o, const std::string& protocol) {
                 uint32_t r1;
                 if (sqpoll) {
                     // fixed: atomic_or + smp_mb__after_atomic; buggy: WRITE_ONCE
-                    if (o.fence == Fence::on)
+                    if (kernel_fenced(o.fence))
                         fetch_or(&s.y.v, 1u, std::memory_order_relaxed);
                     else
                         store(&s.y.v, 1u, std::memory_order_relaxed);

@@ -51,6 +51,8 @@ int main(int argc, char** argv) {
         results.push_back(run_read(o));
     else if (o.workload == "sqpoll")
         results.push_back(run_sqpoll(o));
+    else if (o.workload == "sqpoll_aim")
+        results.push_back(run_sqpoll_aim(o));
     else if (o.workload == "iowq")
         results.push_back(run_iowq(o));
     else if (o.workload == "cq")

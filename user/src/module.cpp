@@ -125,8 +125,9 @@ uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, u
     Watchdog dog{std::chrono::milliseconds(wd_ms)};
     while (!b.over(tail)) {
         store(&r->tail, ++tail, std::memory_order_release);
-        sqpoll_tail_to_flags_fence(f);
-        bool woke = load(&r->flags, std::memory_order_relaxed) & URINGRACE_RING_NEED_WAKEUP;
+        store_to_load(f);
+        bool woke =
+            load_after_store(&r->flags, f, std::memory_order_relaxed) & URINGRACE_RING_NEED_WAKEUP;
         if (woke)
             d.wake();
         dog.arm(clock_type::now());
@@ -199,7 +200,7 @@ Result run_module(const Options& o) {
     Result r;
     r.workload = o.workload;
     r.path = "module";
-    r.fence = o.fence == Fence::on ? "on" : "off";
+    r.fence = std::string(fence_name(o.fence));
     const UserSide* side = user_side(o.workload);
     if (!side) {
         r.skipped = "no application side for " + o.workload;

@@ -15,6 +15,7 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
             {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
             {"read", "read storm from a temp file"},
             {"sqpoll", "SQPOLL wake-up storm, counts lost wake-ups (--fence on|off)"},
+            {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)"},
             {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
             {"cq", "one CQ reaped by several threads"},
         };
@@ -40,7 +41,9 @@ std::string usage() {
          "  --entries N      ring entries, power of two 2..4096 (default 64)\n"
          "  --pin            pin threads to CPUs\n"
          "  --seed N         random seed\n"
-         "  --fence on|off   the protocol's fence (fences.hpp)\n"
+         "  --fence F        the application's store->load ordering (fences.hpp):\n"
+         "                   on (seq_cst), off (none, and the litmus kernel side too),\n"
+         "                   acq_rel, signal, none, fetch_xor\n"
          "  --via raw|liburing   real io_uring path (default raw)\n"
          "  --variant buggy|fixed  module workloads: the kernel side\n"
          "  --mode user|user_mm    module workloads: who posts (user_mm: a kthread in our mm)\n"
@@ -51,6 +54,8 @@ std::string usage() {
          "  --until-witness  litmus: stop at the first witness (duration: the limit)\n"
          "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
+         "  --aim-before-ns N, --aim-after-ns N  sqpoll_aim: submit from N ns before\n"
+         "                   to N ns after the tick edge (0..4000000; default 0, 1300)\n"
          "  --json           one 'uringrace-result {json}' line per result\n"
          "  --label NAME     name this run in its result line\n"
          "exit: 0 done (anomalies are counted, not an exit status), 1 an error (setup\n"
@@ -114,6 +119,10 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
         } else if (!value(v)) {
             err = a.rfind("--", 0) == 0 ? a + " needs a value" : "unexpected '" + a + "'";
             return std::nullopt;
+        } else if (a == "--aim-before-ns") {
+            ok = number(v, 0u, 4000000u, o.aim_before_ns);
+        } else if (a == "--aim-after-ns") {
+            ok = number(v, 0u, 4000000u, o.aim_after_ns);
         } else if (a == "--threads") {
             ok = number(v, 1u, 64u, o.threads);
         } else if (a == "--duration") {
@@ -125,8 +134,9 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
         } else if (a == "--seed") {
             ok = number(v, uint64_t{0}, ~uint64_t{0}, o.seed);
         } else if (a == "--fence") {
-            ok = v == "on" || v == "off";
-            o.fence = v == "off" ? Fence::off : Fence::on;
+            auto f = fence_from(v);
+            ok = f.has_value();
+            o.fence = f.value_or(Fence::on);
         } else if (a == "--via") {
             ok = v == "raw" || v == "liburing";
             o.via = v == "liburing" ? Via::liburing : Via::raw;

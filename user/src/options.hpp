@@ -30,6 +30,8 @@ struct Options {
     std::string protocol = "both"; // litmus: one of litmus_protocols() or both
     bool until_witness = false;    // litmus: stop at the first witness
     std::string label;             // --label: carried into the result line
+    unsigned aim_before_ns = 0;    // sqpoll_aim: offsets swept from -before ...
+    unsigned aim_after_ns = 1300;  // ... to +after ns around the tick edge
 };
 
 // The workloads and a line of help each.

@@ -19,8 +19,12 @@ int sys_enter(int fd, unsigned submit, unsigned complete, unsigned flags) {
 }
 } // namespace
 
-int RawRing::init(unsigned entries, unsigned flags, unsigned sq_idle_ms) {
+int RawRing::init(unsigned entries, unsigned flags, unsigned sq_idle_ms, int sq_cpu) {
     io_uring_params p{};
+    if (sq_cpu >= 0) {
+        flags |= IORING_SETUP_SQ_AFF;
+        p.sq_thread_cpu = static_cast<unsigned>(sq_cpu);
+    }
     p.flags = flags;
     p.sq_thread_idle = sq_idle_ms;
     fd_ = sys_setup(entries, &p);
@@ -118,8 +122,8 @@ int RawRing::submit_and_wait(unsigned wait) {
     return enter(n, wait, wait ? IORING_ENTER_GETEVENTS : 0);
 }
 
-bool RawRing::sq_needs_wakeup() const {
-    return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_NEED_WAKEUP;
+bool RawRing::sq_needs_wakeup(Fence f) const {
+    return load_after_store(sq_flags_, f, std::memory_order_relaxed) & IORING_SQ_NEED_WAKEUP;
 }
 
 unsigned RawRing::sq_unconsumed() const {

@@ -7,13 +7,16 @@
 #include <linux/io_uring.h>
 #include <string>
 
+#include "fences.hpp"
+
 namespace uringrace {
 
 class RawRing {
   public:
-    // flags: IORING_SETUP_*; sq_idle_ms with IORING_SETUP_SQPOLL.
+    // flags: IORING_SETUP_*; sq_idle_ms with IORING_SETUP_SQPOLL, and
+    // sq_cpu >= 0 pins the SQ thread there (IORING_SETUP_SQ_AFF).
     // Returns 0 or -errno; on error, what() says which step failed.
-    int init(unsigned entries, unsigned flags = 0, unsigned sq_idle_ms = 0);
+    int init(unsigned entries, unsigned flags = 0, unsigned sq_idle_ms = 0, int sq_cpu = -1);
     ~RawRing();
     RawRing() = default;
     RawRing(const RawRing&) = delete;
@@ -27,8 +30,9 @@ class RawRing {
     // Submit and wait for `wait` completions (not for SQPOLL rings).
     int submit_and_wait(unsigned wait);
     // The SQPOLL side: does the SQ thread need a wake-up? The load that
-    // sqpoll_tail_to_flags_fence() must order after the tail store.
-    bool sq_needs_wakeup() const;
+    // store_to_load(f) must order after the tail store (fences.hpp; the
+    // fetch_xor form makes it an RMW).
+    bool sq_needs_wakeup(Fence f = Fence::none) const;
     // SQEs published but not yet consumed by the kernel (tail - head).
     unsigned sq_unconsumed() const;
     // Reap up to max CQEs into fn(cqe); returns how many.

@@ -19,7 +19,8 @@ uint64_t ringbuf_consume(uringrace_ring_hdr* r, uringrace_entry* e, const RingMa
         bool got;
         do {
             got = false;
-            uint32_t prod = load(&r->tail, std::memory_order_acquire);
+            // libbpf: the producer position after the consumer's store
+            uint32_t prod = load_after_store(&r->tail, f, std::memory_order_acquire);
             while (cons != prod) {
                 uringrace_entry* rec = &e[m.slot(cons)];
                 __u64 len = load(&rec->seq_end, std::memory_order_acquire);
@@ -28,7 +29,7 @@ uint64_t ringbuf_consume(uringrace_ring_hdr* r, uringrace_entry* e, const RingMa
                 cons++;
                 got = true;
                 store(&r->head, cons, std::memory_order_release);
-                ringbuf_pos_to_pos_fence(f);
+                store_to_load(f);
             }
         } while (got);
     wait:
@@ -83,7 +84,7 @@ Result run_ringbuf_model(const Options& o) {
     Result r;
     r.workload = "model:" + std::string(name_of(kScenarios, URINGRACE_SC_RINGBUF_NOTIFY));
     r.path = "host";
-    r.fence = o.fence == Fence::on ? "on" : "off";
+    r.fence = std::string(fence_name(o.fence));
     RingMath m = *RingMath::make(o.entries);
     std::vector<unsigned char> mem(uringrace_ring_bytes(o.entries), 0);
     auto* hdr = reinterpret_cast<uringrace_ring_hdr*>(mem.data());

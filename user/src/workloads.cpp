@@ -62,6 +62,8 @@ double since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
+} // namespace
+
 std::string skip_reason(int err, const char* what) {
     std::string why = std::string(what) + ": " + std::strerror(-err);
     if (err == -ENOSYS)
@@ -79,9 +81,11 @@ Result base(const Options& o, const char* path) {
     Result r;
     r.workload = o.workload;
     r.path = path;
-    r.fence = o.fence == Fence::on ? "on" : "off";
+    r.fence = std::string(fence_name(o.fence));
     return r;
 }
+
+namespace {
 
 // One NOP batch through the raw ring; returns completions or -errno.
 int raw_nop_batch(RawRing& ring, unsigned batch, uint8_t sqe_flags, uint64_t& bad) {
@@ -350,8 +354,6 @@ Result run_read(const Options& o) {
 // is due to go to sleep, with or without the fence between the tail store
 // and the flags load. A watchdog counts submissions not picked up in time,
 // then wakes the thread as a careful application would.
-namespace {
-
 // Is this process's SQPOLL thread (a task named iou-sqp-<pid>) asleep
 // (state S)? The kernel thread of a lost wake-up is.
 bool sq_thread_asleep() {
@@ -373,8 +375,6 @@ bool sq_thread_asleep() {
         closedir(d);
     return asleep;
 }
-
-} // namespace
 
 Result run_sqpoll(const Options& o) {
     Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
@@ -420,8 +420,8 @@ Result run_sqpoll(const Options& o) {
             sqe->opcode = IORING_OP_NOP;
             sqe->user_data = r.ops + 1;
             ring.flush();
-            sqpoll_tail_to_flags_fence(o.fence);
-            woke = ring.sq_needs_wakeup();
+            store_to_load(o.fence);
+            woke = ring.sq_needs_wakeup(o.fence);
             if (woke) {
                 wake();
                 wakeups++;

@@ -32,6 +32,15 @@ Result run_iowq(const Options& o);
 Result run_cq(const Options& o);
 Result run_module(const Options& o);
 Result run_litmus(const Options& o, const std::string& protocol);
+Result run_sqpoll_aim(const Options& o);
+
+// Shared by the workload files: a Result named after the options, why a
+// setup error means "skip", whether it is one, and whether this process's
+// SQPOLL thread (iou-sqp-<pid>) sleeps in state S.
+Result base(const Options& o, const char* path);
+std::string skip_reason(int err, const char* what);
+bool unavailable(int err);
+bool sq_thread_asleep();
 
 // A stall watchdog: armed when a submission is made, it reports a stall when
 // nothing completed within the limit. Exposed for the host tests.

@@ -79,6 +79,8 @@ TEST(Options, RejectsBadInputWithAReason) {
         {"nop", "--duration", "7200"},
         {"nop", "--entries", "100"},
         {"nop", "--fence", "maybe"},
+        {"nop", "--fence", "SEQ_CST"},
+        {"sqpoll_aim", "--aim-after-ns", "5000000"},
         {"nop", "--via", "magic"},
         {"nop", "--watchdog-ms", "0"},
         {"litmus", "--protocol", "dekker"},
@@ -91,6 +93,23 @@ TEST(Options, RejectsBadInputWithAReason) {
         EXPECT_FALSE(parse(a, err)) << "accepted: " << (a.empty() ? "(nothing)" : a.back());
         EXPECT_FALSE(err.empty());
     }
+}
+
+TEST(Fences, EveryFormHasOneNameAndTheLoadFormsReadTheValue) {
+    for (const auto& [f, name] : kFenceNames) {
+        EXPECT_EQ(f, fence_from(name).value());
+        EXPECT_EQ(name, fence_name(f));
+        std::string err;
+        auto o = parse({"litmus", "--fence", std::string(name)}, err);
+        ASSERT_TRUE(o) << err;
+        EXPECT_EQ(f, o->fence);
+        uint32_t flags = 0x5;
+        EXPECT_EQ(0x5u, load_after_store(&flags, f, std::memory_order_relaxed));
+        EXPECT_EQ(0x5u, flags); // fetch_xor(0) leaves the flags as they are
+        // only "off" drops the litmus kernel side's barrier as well
+        EXPECT_EQ(f != Fence::off, kernel_fenced(f));
+    }
+    EXPECT_EQ(Fence::on, fence_from("seq_cst").value());
 }
 
 TEST(Watchdog, FiresOncePerArmingAfterTheLimit) {

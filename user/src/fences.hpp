@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <optional>
 #include <string_view>
 
@@ -23,11 +24,16 @@ namespace uringrace {
 //   fetch_xor the load made fetch_xor(0, acq_rel): an RMW on the flags,
 //             ordered with the kernel's atomic_or + full barrier: forbidden
 //             to fail by the model (the form seed 000 proposes)
-enum class Fence { on, off, acq_rel, signal, none, fetch_xor };
+//   reorder   EMULATED reordering: the load done before the store, with
+//             --reorder-ns between them: what a store buffer does to the
+//             unfenced forms, performed at the source level where the
+//             hardware (TCG, x86 TSO for other pairs) does not show it
+enum class Fence { on, off, acq_rel, signal, none, fetch_xor, reorder };
 
 inline constexpr std::pair<Fence, std::string_view> kFenceNames[] = {
-    {Fence::on, "on"},         {Fence::off, "off"},   {Fence::acq_rel, "acq_rel"},
-    {Fence::signal, "signal"}, {Fence::none, "none"}, {Fence::fetch_xor, "fetch_xor"},
+    {Fence::on, "on"},           {Fence::off, "off"},   {Fence::acq_rel, "acq_rel"},
+    {Fence::signal, "signal"},   {Fence::none, "none"}, {Fence::fetch_xor, "fetch_xor"},
+    {Fence::reorder, "reorder"},
 };
 
 inline std::string_view fence_name(Fence f) {
@@ -62,6 +68,24 @@ template <typename T> inline T load_after_store(T* p, Fence f, std::memory_order
     if (f == Fence::fetch_xor)
         return std::atomic_ref<T>(*p).fetch_xor(T{0}, std::memory_order_acq_rel);
     return std::atomic_ref<T>(*p).load(o);
+}
+
+// The application's store, then its load, in the form f: publish() stores,
+// observe() loads (observe(f) may make the load an RMW); the reorder form
+// loads first and stores reorder_ns later.
+template <typename Publish, typename Observe>
+inline auto store_then_load(Fence f, unsigned reorder_ns, Publish&& publish, Observe&& observe) {
+    if (f == Fence::reorder) {
+        auto seen = observe(f);
+        auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(reorder_ns);
+        while (std::chrono::steady_clock::now() < until)
+            ;
+        publish();
+        return seen;
+    }
+    publish();
+    store_to_load(f);
+    return observe(f);
 }
 
 // The kernel's side of the same two protocols, as the litmus forms run it on

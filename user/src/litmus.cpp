@@ -68,13 +68,19 @@ Result run_litmus(const Options& o, const std::string& protocol) {
                 spin(rng() % 400);
                 uint32_t r0;
                 if (sqpoll) {
-                    store(&s.x.v, 1u, std::memory_order_release); // SQ tail
-                    store_to_load(o.fence);
-                    r0 = load_after_store(&s.y.v, o.fence, std::memory_order_relaxed); // flags
+                    r0 = store_then_load(
+                        o.fence, o.reorder_ns,
+                        [&] { store(&s.x.v, 1u, std::memory_order_release); }, // SQ tail
+                        [&](Fence f) {                                         // NEED_WAKEUP?
+                            return load_after_store(&s.y.v, f, std::memory_order_relaxed);
+                        });
                 } else {
-                    store(&s.y.v, 1u, std::memory_order_release); // consumer pos
-                    store_to_load(o.fence);
-                    r0 = load_after_store(&s.x.v, o.fence, std::memory_order_acquire); // prod
+                    r0 = store_then_load(
+                        o.fence, o.reorder_ns,
+                        [&] { store(&s.y.v, 1u, std::memory_order_release); }, // consumer
+                        [&](Fence f) {                                         // producer position
+                            return load_after_store(&s.x.v, f, std::memory_order_acquire);
+                        });
                 }
                 while (load(&s.done.v, std::memory_order_acquire) != it)
                     ;

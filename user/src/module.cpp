@@ -119,15 +119,19 @@ uint64_t cq_tail_reaper(Device& d, const RingMath& m, const Budget& b, Fence f, 
 // lost wake-up is only this: we read NEED_WAKEUP clear and sent none, and
 // after wd_ms the flag is set and our entry still unconsumed (the thread
 // went to sleep without seeing it); any other delay is not counted.
-uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned wd_ms, uint64_t& lost) {
+uint64_t sqpoll_submitter(Device& d, const Budget& b, Fence f, unsigned reorder_ns, unsigned wd_ms,
+                          uint64_t& lost) {
     auto* r = d.ring();
     uint32_t tail = 0;
     Watchdog dog{std::chrono::milliseconds(wd_ms)};
     while (!b.over(tail)) {
-        store(&r->tail, ++tail, std::memory_order_release);
-        store_to_load(f);
-        bool woke =
-            load_after_store(&r->flags, f, std::memory_order_relaxed) & URINGRACE_RING_NEED_WAKEUP;
+        ++tail;
+        bool woke = store_then_load(
+            f, reorder_ns, [&] { store(&r->tail, tail, std::memory_order_release); },
+            [&](Fence g) {
+                return load_after_store(&r->flags, g, std::memory_order_relaxed) &
+                       URINGRACE_RING_NEED_WAKEUP;
+            });
         if (woke)
             d.wake();
         dog.arm(clock_type::now());
@@ -170,7 +174,7 @@ constexpr UserSide user_sides[] = {
     {URINGRACE_SC_SQPOLL_WAKEUP, "module: submit to the module's SQ thread (--fence on|off)",
      "lost_wakeups", true,
      [](Device& d, const RingMath&, const Budget& b, const Options& o, uint64_t& an) {
-         return sqpoll_submitter(d, b, o.fence, o.watchdog_ms, an);
+         return sqpoll_submitter(d, b, o.fence, o.reorder_ns, o.watchdog_ms, an);
      }},
     {URINGRACE_SC_RINGBUF_NOTIFY, "module: consume the module's ring buffer (--fence on|off)",
      "lost_notify_user", false,

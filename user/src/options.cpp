@@ -43,7 +43,8 @@ std::string usage() {
          "  --seed N         random seed\n"
          "  --fence F        the application's store->load ordering (fences.hpp):\n"
          "                   on (seq_cst), off (none, and the litmus kernel side too),\n"
-         "                   acq_rel, signal, none, fetch_xor\n"
+         "                   acq_rel, signal, none, fetch_xor; reorder: EMULATED, the\n"
+         "                   load done first, the store --reorder-ns later (default 1000)\n"
          "  --via raw|liburing   real io_uring path (default raw)\n"
          "  --variant buggy|fixed  module workloads: the kernel side\n"
          "  --mode user|user_mm    module workloads: who posts (user_mm: a kthread in our mm)\n"
@@ -56,6 +57,8 @@ std::string usage() {
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
          "  --aim-before-ns N, --aim-after-ns N  sqpoll_aim: submit from N ns before\n"
          "                   to N ns after the tick edge (0..4000000; default 0, 1300)\n"
+         "  --aim-edge 0|1|2 sqpoll_aim: aim at the 1st or 2nd tick edge after the\n"
+         "                   thread's last work (0: both, default)\n"
          "  --json           one 'uringrace-result {json}' line per result\n"
          "  --label NAME     name this run in its result line\n"
          "exit: 0 done (anomalies are counted, not an exit status), 1 an error (setup\n"
@@ -119,6 +122,10 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
         } else if (!value(v)) {
             err = a.rfind("--", 0) == 0 ? a + " needs a value" : "unexpected '" + a + "'";
             return std::nullopt;
+        } else if (a == "--aim-edge") {
+            ok = number(v, 0u, 2u, o.aim_edge);
+        } else if (a == "--reorder-ns") {
+            ok = number(v, 0u, 4000000u, o.reorder_ns);
         } else if (a == "--aim-before-ns") {
             ok = number(v, 0u, 4000000u, o.aim_before_ns);
         } else if (a == "--aim-after-ns") {

@@ -31,7 +31,9 @@ uint64_t ringbuf_consume(uringrace_ring_hdr* r, uringrace_entry* e, const RingMa
                 store(&r->head, cons, std::memory_order_release);
                 store_to_load(f);
             }
-        } while (got);
+            // reorder (EMULATED): the producer position this decision rests on
+            // was loaded before the consumer's store, as a store buffer allows
+        } while (got && f != Fence::reorder);
     wait:
         Watchdog dog{std::chrono::milliseconds(wd_ms)};
         dog.arm(clock_type::now());

@@ -138,9 +138,9 @@ Result run_sqpoll_aim(const Options& o) {
         io_uring_sqe* sqe = ring.get_sqe();
         sqe->opcode = IORING_OP_NOP;
         sqe->user_data = next_id++;
-        ring.flush();
-        store_to_load(f);
-        bool woke = ring.sq_needs_wakeup(f);
+        bool woke = store_then_load(
+            f, o.reorder_ns, [&] { ring.flush(); },
+            [&](Fence g) { return ring.sq_needs_wakeup(g); });
         if (woke)
             ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
         return woke;
@@ -152,7 +152,7 @@ Result run_sqpoll_aim(const Options& o) {
         if (!complete(false, publish(Fence::on), was_lost))
             break;
         int64_t off = int64_t(rng() % uint64_t(span)) - o.aim_before_ns;
-        int edge = off < 0 ? 2 : 1 + int(rng() % 2);
+        int edge = off < 0 ? 2 : o.aim_edge ? int(o.aim_edge) : 1 + int(rng() % 2);
         int64_t e1 = next_edge(4 * tick);
         if (e1 < 0)
             continue;

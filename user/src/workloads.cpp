@@ -419,9 +419,9 @@ Result run_sqpoll(const Options& o) {
                 break;
             sqe->opcode = IORING_OP_NOP;
             sqe->user_data = r.ops + 1;
-            ring.flush();
-            store_to_load(o.fence);
-            woke = ring.sq_needs_wakeup(o.fence);
+            woke = store_then_load(
+                o.fence, o.reorder_ns, [&] { ring.flush(); },
+                [&](Fence g) { return ring.sq_needs_wakeup(g); });
             if (woke) {
                 wake();
                 wakeups++;

@@ -7,7 +7,7 @@ ARCHES ?= x86_64 arm64
 export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP
 URR := python3 scripts/urr
 
-.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-real compare \
+.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare \
 	lint unit clean
 
 all: run
@@ -37,6 +37,11 @@ bench-scenarios: deps
 
 bench-driver: deps
 	@$(URR) bench-driver
+
+# every form of the application's store->load ordering, host and guests;
+# SB_LITMUS_SECONDS (3), SB_AIM_SECONDS (60), SB_MODEL_SECONDS (10)
+bench-sb: deps
+	@$(URR) bench-sb
 
 # KSRC_A/KSRC_B (or KVER_A/KVER_B, default 6.1 vs 6.12), EXPECT_A/EXPECT_B,
 # STORM_SECONDS, JOBS (guests per tree, run at once, seeds differ)

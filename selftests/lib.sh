@@ -77,23 +77,27 @@ verdict_cases() {
 # variant_parts VARIANT: "module-variant fence" of a verdicts.txt variant
 # where user space plays the application: buggy (neither side's barrier),
 # fixed (both), app-unfenced (the kernel's barrier only), kernel-unfenced
-# (the application's fence only); empty for a name it does not know
+# (the application's fence only), emulated (the kernel's barrier, and the
+# application's load done before its store: the EMULATED reordering); empty
+# for a name it does not know
 variant_parts() {
 	case $1 in
 	buggy) echo "buggy off" ;;
 	fixed) echo "fixed on" ;;
 	app-unfenced) echo "fixed off" ;;
 	kernel-unfenced) echo "buggy on" ;;
+	emulated) echo "fixed reorder" ;;
 	esac
 }
 
-# storms SET: "name driver-arguments" for each storm of storms.txt in SET
+# storms SET: "name expect driver-arguments" for each storm of storms.txt
+# in SET
 storms() {
 	awk -v set="$1" '
 		{ sub(/#.*/, "") }
-		NF >= 3 && index("," $2 ",", "," set ",") {
-			line = $1
-			for (i = 3; i <= NF; i++)
+		NF >= 4 && index("," $2 ",", "," set ",") {
+			line = $1 " " $3
+			for (i = 4; i <= NF; i++)
 				line = line " " $i
 			print line
 		}' "$STORMS_FILE"

@@ -4,13 +4,15 @@
 # path and liburing: NOP, read, IOSQE_ASYNC (io-wq), SQPOLL with the fence,
 # and one CQ reaped by three threads.
 # Each must complete work with no bad completion, no error and, for SQPOLL
-# with the fence, no stalled submission; and no KCSAN report of a race that
-# the tree's expectation file (expect/<major.minor>.txt) lists as forbidden.
+# with the fence, no stalled submission (a storm expecting "anomaly", an
+# EMULATED reordering on the real code, must count at least one instead);
+# and no KCSAN report of a race that the tree's expectation file
+# (expect/<major.minor>.txt) lists as forbidden.
 # KTAP on stdout; 0 pass, 1 fail, 4 skip.
 #
 # The storms are storms.txt's "check" set.
 # URINGRACE_EXPECT=file: expectations to use instead of the version's file.
-# URINGRACE_STORMS="name args;name args": driver runs instead of that set.
+# URINGRACE_STORMS="name expect args;...": driver runs instead of that set.
 
 SECS=${URINGRACE_STORM_SECONDS:-3}
 HERE=$(dirname "$0")
@@ -52,11 +54,15 @@ rc=0
 for storm in "$@"; do
 	n=$((n + 1))
 	name=${storm%% *}
-	args=${storm#* }
+	rest=${storm#* }
+	expect=${rest%% *}
+	args=${rest#* }
+	dur="--duration $SECS"
+	case " $args " in *" --duration "*) dur= ;; esac
 	mark="$name #$$.$n"
 	kmsg_mark "$mark"
-	# shellcheck disable=SC2086 # word splitting of args is wanted
-	out=$("$DRV" $args --duration "$SECS" --json --label "$name")
+	# shellcheck disable=SC2086 # word splitting of args and dur is wanted
+	out=$("$DRV" $args $dur --json --label "$name")
 	drc=$?
 	echo "$out" | sed 's/^/# /'
 	ops=$(echo "$out" | result_num ops)
@@ -89,6 +95,14 @@ for storm in "$@"; do
 		echo "ok $n $name # SKIP $(echo "$out" | result_str skipped)"
 	elif [ $drc -ne 0 ] || [ "${ops:-0}" -eq 0 ]; then
 		echo "not ok $n $name # exit $drc, ops ${ops:-none}"
+		rc=1
+	elif [ "$expect" = anomaly ] && [ "$bad" -eq 0 ]; then
+		echo "not ok $n $name # expected anomalies (emulated reordering), none in $ops ops"
+		rc=1
+	elif [ "$expect" = anomaly ]; then
+		echo "ok $n $name # emulated reordering caught: $bad anomalies in $ops ops"
+	elif [ "$expect" != clean ]; then
+		echo "not ok $n $name # unknown expectation '$expect'"
 		rc=1
 	elif [ "$bad" -ne 0 ]; then
 		echo "not ok $n $name # $bad anomalies in $ops ops: $(echo "$out" |

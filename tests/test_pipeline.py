@@ -56,6 +56,22 @@ class Configuration(unittest.TestCase):
         self.assertEqual(f"{Outcome.BOOT_FAILURE}", "boot-failure")
 
 
+class BenchSb(unittest.TestCase):
+    def test_a_form_the_model_allows_is_never_shown_as_safe(self):
+        from uringrace import bench_sb
+        allowed = {"workload": "sqpoll_aim", "fence_model": "allowed", "ops": 7000,
+                   "seconds": 60.0, "anomalies": {"lost_wakeups": 0}}
+        lost = dict(allowed, anomalies={"lost_wakeups": 18})
+        safe = dict(allowed, fence_model="forbidden")
+        self.assertEqual("allowed, not seen in 7000",
+                         bench_sb._cell(allowed, "lost_wakeups", "min"))
+        self.assertEqual("18.0/min (18 in 7000 tries)", bench_sb._cell(lost, "lost_wakeups", "min"))
+        self.assertEqual("0.0/min (0 in 7000 tries)", bench_sb._cell(safe, "lost_wakeups", "min"))
+        rows = bench_sb.table("host", [("aim none", allowed), ("aim on", safe)])
+        self.assertIn("allowed, not seen in 7000", "\n".join(rows))
+        self.assertEqual(len(rows), 2 + len(bench_sb.FORMS))
+
+
 class Classify(unittest.TestCase):
     def test_pass_needs_arrived_zero(self):
         self.assertEqual(qemu.classify(BOOTED, "0\n", False)[0], "pass")

@@ -224,7 +224,8 @@ class Catalog(unittest.TestCase):
         names = [s["name"] for s in catalog.storms()]
         self.assertEqual(len(names), len(set(names)))
         self.assertEqual(catalog.storm_set("compare")[0][0], "iowq-raw")
-        self.assertEqual(len(catalog.storm_set("check")), 10)
+        self.assertEqual(len(catalog.storm_set("check")), 12)
+        self.assertEqual({"clean", "anomaly"}, {s["expect"] for s in catalog.storms()})
 
     def test_the_shell_reads_the_same_tables(self):
         """lib.sh's verdict/storms readers against catalog.py's."""
@@ -245,7 +246,8 @@ class Catalog(unittest.TestCase):
                 cases.append(c)
         self.assertEqual(out[2:2 + len(cases)], cases)
         self.assertEqual(out[2 + len(cases):],
-                         [f"{n} {a}" for n, a in catalog.storm_set("compare")])
+                         [f"{s['name']} {s['expect']} {s['args']}" for s in catalog.storms()
+                          if "compare" in s["sets"]])
 
 
 class MissingPrerequisite(unittest.TestCase):

@@ -143,7 +143,7 @@ BENCH_DRIVER = (
 )
 
 
-def _driver_script(runs):
+def driver_script(runs):
     """Guest shell running the driver once per (label, argv), each result
     line labelled (read back by storms.driver_results)."""
     parts = [f"/usr/bin/uringrace {' '.join(argv)} --json --label '{label}'"
@@ -184,7 +184,7 @@ def cmd_bench_driver(args):
     for arch in args.arch:
         rec, kinfo, work, files, tests = guest_parts(args, arch)
         runs = [(label, [a.format(d=secs) for a in argv]) for label, argv in BENCH_DRIVER]
-        script = "insmod /lib/modules/uringrace.ko; " + _driver_script(runs)
+        script = "insmod /lib/modules/uringrace.ko; " + driver_script(runs)
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, arch),
                         cmd=script)
         got = list(driver_results(os.path.join(rd, arch, "ktap.txt")).items())

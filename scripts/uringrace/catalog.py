@@ -86,14 +86,19 @@ def verdict_for(scenario, variant, mode, arch, accel, rows=None):
     return None
 
 
+STORM_EXPECT = ("clean", "anomaly")
+
+
 @functools.lru_cache(maxsize=None)
 def storms(path=STORMS):
-    """[{'name', 'sets', 'args'}] from storms.txt, in its order."""
+    """[{'name', 'sets', 'expect', 'args'}] from storms.txt, in its order."""
     rows = []
     for n, line in table_rows(path):
-        if len(line) < 3:
-            raise PipelineError(f"{path}:{n}: want 'name sets driver-arguments...'")
-        rows.append({"name": line[0], "sets": line[1].split(","), "args": " ".join(line[2:])})
+        if len(line) < 4 or line[2] not in STORM_EXPECT:
+            raise PipelineError(f"{path}:{n}: want 'name sets {'|'.join(STORM_EXPECT)} "
+                                "driver-arguments...'")
+        rows.append({"name": line[0], "sets": line[1].split(","), "expect": line[2],
+                     "args": " ".join(line[3:])})
     return rows
 
 

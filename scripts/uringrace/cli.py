@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from . import bench, bench_real, check, html, report
+from . import bench, bench_real, bench_sb, check, html, report
 from .common import PipelineError
 from .config import DEFAULT_KCSAN_ARGS, Settings
 from .compare import callouts
@@ -120,6 +120,8 @@ def parser():
     br.set_defaults(func=bench_real.cmd_bench_real)
     bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
     bd.set_defaults(func=bench.cmd_bench_driver)
+    sb = sub.add_parser("bench-sb", help="store buffering: every fence form, host and guests")
+    sb.set_defaults(func=bench_sb.cmd_bench_sb)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")
     bs.set_defaults(func=bench.cmd_bench_scenarios)
     b = sub.add_parser("bench-pipeline", help="pipeline timings per arch (COLD=1: real cold build)")

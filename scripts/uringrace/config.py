@@ -107,6 +107,7 @@ class Settings:
     bench_storms: tuple = ()           # BENCH_STORMS: a subset of the storms
     knobs: str = ""                    # KNOBS: bench-real's KCSAN settings
     cold: bool = False                 # COLD=1: bench-pipeline builds cold
+    sb_seconds: tuple = (3, 60, 10)    # SB_LITMUS/AIM/MODEL_SECONDS: bench-sb per form
     side_a: tuple = (None, "6.1", None)   # (KSRC_A, KVER_A, EXPECT_A) of a compare
     side_b: tuple = (None, "6.12", None)  # (KSRC_B, KVER_B, EXPECT_B)
 
@@ -129,6 +130,8 @@ class Settings:
             bench_seconds=_env_int("BENCH_SECONDS", cls.bench_seconds),
             bench_storms=tuple(_arches(env("BENCH_STORMS") or "")),
             knobs=env("KNOBS") or "", cold=env("COLD") == "1",
+            sb_seconds=tuple(_env_int(f"SB_{k}_SECONDS", d) for k, d in
+                             zip(("LITMUS", "AIM", "MODEL"), cls.sb_seconds)),
             side_a=(env("KSRC_A") or None, env("KVER_A") or "6.1", env("EXPECT_A") or None),
             side_b=(env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None))
 

@@ -43,6 +43,20 @@ inline std::string_view fence_name(Fence f) {
     return "?";
 }
 
+// What the C++ memory model says of the form, with the kernel side correct:
+// may both loads read the old values (a lost wake-up or notification)?
+inline std::string_view fence_model(Fence f) {
+    switch (f) {
+    case Fence::on:
+    case Fence::fetch_xor:
+        return "forbidden";
+    case Fence::reorder:
+        return "emulated";
+    default:
+        return "allowed";
+    }
+}
+
 inline std::optional<Fence> fence_from(std::string_view s) {
     if (s == "seq_cst")
         return Fence::on;

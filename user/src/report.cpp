@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "fences.hpp"
+
 namespace uringrace {
 
 std::string json_escape(const std::string& s) {
@@ -49,8 +51,11 @@ std::string to_json(const Result& r) {
     };
     o << kResultTag << "{\"label\":\"" << json_escape(r.label.empty() ? r.workload : r.label)
       << "\",\"workload\":\"" << json_escape(r.workload) << "\",\"path\":\"" << json_escape(r.path)
-      << "\",\"fence\":\"" << json_escape(r.fence) << "\",\"ops\":" << r.ops
-      << ",\"seconds\":" << secs;
+      << "\",\"fence\":\"" << json_escape(r.fence) << "\"";
+    // the C++ model's verdict on the form (fences.hpp), for the readers' tables
+    if (auto f = fence_from(r.fence))
+        o << ",\"fence_model\":\"" << fence_model(*f) << "\"";
+    o << ",\"ops\":" << r.ops << ",\"seconds\":" << secs;
     if (!r.skipped.empty())
         o << ",\"skipped\":\"" << json_escape(r.skipped) << "\"";
     o << ",\"anomaly_total\":" << r.anomaly_total() << ",\"anomalies\":";

@@ -138,7 +138,8 @@ TEST(Json, OneLineWithEscapesAndCounts) {
     r.counts["wakeups"] = 5;
     r.skipped = "why \"not\"\n";
     EXPECT_EQ("uringrace-result {\"label\":\"nop\",\"workload\":\"nop\",\"path\":\"raw\","
-              "\"fence\":\"on\",\"ops\":42,\"seconds\":1.500,\"skipped\":\"why \\\"not\\\"\\n\","
+              "\"fence\":\"on\",\"fence_model\":\"forbidden\",\"ops\":42,\"seconds\":1.500,"
+              "\"skipped\":\"why \\\"not\\\"\\n\","
               "\"anomaly_total\":4,\"anomalies\":{\"bad_cqe\":1,\"stalls\":3},"
               "\"counts\":{\"wakeups\":5}}",
               to_json(r));

@@ -7,7 +7,7 @@ ARCHES ?= x86_64 arm64
 export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP
 URR := python3 scripts/urr
 
-.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare \
+.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate \
 	lint unit clean
 
 all: run
@@ -47,6 +47,11 @@ bench-sb: deps
 # STORM_SECONDS, JOBS (guests per tree, run at once, seeds differ)
 compare: deps
 	@$(URR) compare
+
+# the mutant catalog of the tree (KSRC or KVER), each built through the
+# patch loop and scored; MUTANTS=id,... picks some
+mutate: deps
+	@$(URR) mutate
 
 # RUNS (5), JOBS (2), STORM_SECONDS, BENCH_STORMS="iowq-raw,...",
 # KNOBS="label=kernel args@smp;..." and the compare tree knobs

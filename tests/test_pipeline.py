@@ -56,6 +56,86 @@ class Configuration(unittest.TestCase):
         self.assertEqual(f"{Outcome.BOOT_FAILURE}", "boot-failure")
 
 
+class PatchedTree(unittest.TestCase):
+    """Tree B = A + patches: A untouched, a patch that does not apply stops
+    with its name and leaves nothing behind."""
+
+    def test_apply_and_refuse(self):
+        from uringrace import tree
+        from uringrace.common import PipelineError
+        with tempfile.TemporaryDirectory() as d:
+            a = os.path.join(d, "a")
+            os.makedirs(os.path.join(a, "kernel"))
+            with open(os.path.join(a, "kernel", "f.c"), "w", encoding="utf-8") as f:
+                f.write("one\ntwo\n")
+            good = os.path.join(d, "good.patch")
+            with open(good, "w", encoding="utf-8") as f:
+                f.write("--- a/kernel/f.c\n+++ b/kernel/f.c\n@@ -1,2 +1,2 @@\n one\n-two\n+2\n")
+            bad = os.path.join(d, "bad.patch")
+            with open(bad, "w", encoding="utf-8") as f:
+                f.write("--- a/kernel/f.c\n+++ b/kernel/f.c\n@@ -1,2 +1,2 @@\n one\n-zwei\n+2\n")
+            b, ident = tree.patched(a, "path:a", [good])
+            self.assertTrue(ident.startswith("path:a+patch:"))
+            with open(os.path.join(b, "kernel", "f.c"), encoding="utf-8") as f:
+                self.assertEqual("one\n2\n", f.read())
+            with open(os.path.join(a, "kernel", "f.c"), encoding="utf-8") as f:
+                self.assertEqual("one\ntwo\n", f.read())
+            self.assertEqual((b, ident), tree.patched(a, "path:a", [good]))  # cached
+            with self.assertRaisesRegex(PipelineError, "bad.patch does not apply"):
+                tree.patched(a, "path:a", [bad])
+            with self.assertRaisesRegex(PipelineError, "no such file"):
+                tree.patched(a, "path:a", [os.path.join(d, "missing.patch")])
+            self.assertEqual(sorted(os.listdir(d)), sorted(["a", os.path.basename(b),
+                                                            "good.patch", "bad.patch"]))
+
+    def test_make_runs_at_a_paths_only_for_a_patched_build(self):
+        from uringrace import kbuild
+        self.assertEqual(["make", "x"], kbuild.in_place_of((), ["make", "x"]))
+        cmd = kbuild.in_place_of((("/b/src", "/a/src"), ("/b/obj", "/a/obj")), ["make", "x"])
+        self.assertEqual(cmd[:2], ["unshare", "--mount"])
+        self.assertIn("mount --bind /b/src /a/src && mount --bind /b/obj /a/obj", cmd[-4])
+        self.assertEqual(cmd[-2:], ["make", "x"])
+
+
+class MutantCatalog(unittest.TestCase):
+    """Every row of every catalog applies to its tree: each 'before' line
+    occurs exactly once in its file (else the row is stale)."""
+
+    def test_rows_apply_once(self):
+        from uringrace import mutants, tree
+        from uringrace.common import PipelineError
+        cat = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "mutants")
+        for name in sorted(os.listdir(cat)):
+            ms = mutants.load(os.path.join(cat, name))
+            self.assertTrue(ms, name)
+            src, _ = tree.debian_tree(name[:-len(".txt")])
+            for m in ms:
+                text = mutants.apply(m, src)
+                for before, after in m.pairs:
+                    self.assertIn(after, text, m.id)
+            stale = mutants.Mutant("x", ms[0].file, "s", "b", "kcsan", "",
+                                   (("no such line in any tree", "x"),))
+            with self.assertRaisesRegex(PipelineError, "occurs 0 times"):
+                mutants.apply(stale, src)
+
+    def test_bad_rows_are_refused_with_their_line(self):
+        from uringrace import mutants
+        from uringrace.common import PipelineError
+        for text, why in (("mutant a file f storm s\nbreaks b\nclass kcsan\n-x\n", "pairs"),
+                          ("mutant a file f\n", "want 'mutant ID"),
+                          ("mutant a file f storm s\nbreaks b\nclass maybe\n-x\n+y\n",
+                           "class must be"),
+                          ("-x\n", "outside a mutant")):
+            with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+                f.write(text)
+            try:
+                with self.assertRaisesRegex(PipelineError, why):
+                    mutants.load(f.name)
+            finally:
+                os.unlink(f.name)
+
+
 class BenchSb(unittest.TestCase):
     def test_a_form_the_model_allows_is_never_shown_as_safe(self):
         from uringrace import bench_sb

@@ -4,6 +4,7 @@ the kernel build, the static selftests, and find busybox of the guest's arch."""
 import os
 import shutil
 
+from . import kbuild
 from .common import REPO, PipelineError, cache_dir, jobs, run
 
 
@@ -66,13 +67,13 @@ def build_kmod(kinfo, rec, workdir):
     src = os.path.join(workdir, "src")
     for sub in ("kmod", "include"):
         sync_sources(os.path.join(REPO, sub), os.path.join(src, sub))
-    cmd = ["make", "-C", kinfo.objdir, f"M={os.path.join(src, 'kmod')}",
+    cmd = ["make", "-C", kinfo.make_objdir, f"M={os.path.join(src, 'kmod')}",
            f"ARCH={rec.karch}", "W=1", f"-j{jobs()}", "modules"]
     if rec.cross_compile:
         cmd.append(f"CROSS_COMPILE={rec.cross_compile}")
     logf = os.path.join(workdir, "kmod-build.log")
     open(logf, "w").close()
-    run(cmd, logfile=logf)
+    run(kbuild.in_place_of(kinfo.binds, cmd), logfile=logf)
     with open(logf, encoding="utf-8", errors="replace") as f:
         warnings = [line.rstrip() for line in f if "warning:" in line]
     if warnings:

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from . import bench, bench_real, bench_sb, check, html, report
+from . import bench, bench_real, bench_sb, check, html, mutate, report
 from .common import PipelineError
 from .config import DEFAULT_KCSAN_ARGS, Settings
 from .compare import callouts
@@ -58,14 +58,18 @@ def cmd_compare(args):
     workload the KCSAN reports by title side by side and call out races gone
     in B or new in B; the io_uring reports in full, symbolized; JSON and HTML."""
     secs, jobs = str(args.storm_seconds), args.jobs or 1
-    sides = {"A": args.side_a, "B": args.side_b}
+    sides = {"A": args.side_a + ((),), "B": args.side_b + ((),)}
+    if args.patches:
+        # PATCH: A is the run's tree (KSRC or KVER), B the same plus the patches
+        sides = {"A": (args.ksrc, args.kver, args.side_a[2], ()),
+                 "B": (args.ksrc, args.kver, args.side_b[2], args.patches)}
     rd = run_dir(args, "compare")
     result, texts = {}, []
     for arch in args.arch:
         res = {}
-        for lab, (ks, kv, ex) in sides.items():
-            res[lab] = run_side(args.for_tree(ks, kv), arch, os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs,
-                                expect_file=ex)
+        for lab, (ks, kv, ex, patches) in sides.items():
+            res[lab] = run_side(args.for_tree(ks, kv, patches), arch,
+                                os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs, expect_file=ex)
         result[arch] = res
         text = render_compare(res["A"], res["B"])
         print(text, flush=True)
@@ -120,6 +124,8 @@ def parser():
     br.set_defaults(func=bench_real.cmd_bench_real)
     bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
     bd.set_defaults(func=bench.cmd_bench_driver)
+    mu = sub.add_parser("mutate", help="mutants of real io_uring through the patch loop, scored")
+    mu.set_defaults(func=mutate.cmd_mutate)
     sb = sub.add_parser("bench-sb", help="store buffering: every fence form, host and guests")
     sb.set_defaults(func=bench_sb.cmd_bench_sb)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")

@@ -108,6 +108,8 @@ class Settings:
     knobs: str = ""                    # KNOBS: bench-real's KCSAN settings
     cold: bool = False                 # COLD=1: bench-pipeline builds cold
     sb_seconds: tuple = (3, 60, 10)    # SB_LITMUS/AIM/MODEL_SECONDS: bench-sb per form
+    patches: tuple = ()                # PATCH=a.patch,b.patch: tree B = the tree + these
+    mutants: tuple = ()                # MUTANTS=id,...: make mutate runs only these
     side_a: tuple = (None, "6.1", None)   # (KSRC_A, KVER_A, EXPECT_A) of a compare
     side_b: tuple = (None, "6.12", None)  # (KSRC_B, KVER_B, EXPECT_B)
 
@@ -132,12 +134,15 @@ class Settings:
             knobs=env("KNOBS") or "", cold=env("COLD") == "1",
             sb_seconds=tuple(_env_int(f"SB_{k}_SECONDS", d) for k, d in
                              zip(("LITMUS", "AIM", "MODEL"), cls.sb_seconds)),
+            patches=tuple(_arches(env("PATCH") or "")),
+            mutants=tuple(_arches(env("MUTANTS") or "")),
             side_a=(env("KSRC_A") or None, env("KVER_A") or "6.1", env("EXPECT_A") or None),
             side_b=(env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None))
 
     def arch_config(self, arch):
         return ArchConfig.load(arch, lockdep=self.lockdep)
 
-    def for_tree(self, ksrc, kver):
-        """These settings aimed at another tree (one side of a compare)."""
-        return dataclasses.replace(self, ksrc=ksrc, kver=kver)
+    def for_tree(self, ksrc, kver, patches=()):
+        """These settings aimed at another tree (one side of a compare),
+        plus patches on it."""
+        return dataclasses.replace(self, ksrc=ksrc, kver=kver, patches=tuple(patches))

@@ -15,6 +15,11 @@ def kernel_for(args, arch):
     ver = tree.check_tree(src, rec)
     log(f"tree {src} (linux {ver}, {identity})")
     info = kbuild.build(src, identity, rec)
+    if args.patches:
+        # B = that tree + the patches, built from its finished build
+        src, identity = tree.patched(src, identity, args.patches)
+        ver = tree.check_tree(src, rec)
+        info = kbuild.build_patched(src, identity, rec, info)
     info.version = ver
     return rec, info
 

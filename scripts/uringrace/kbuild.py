@@ -6,6 +6,8 @@ import fcntl
 import json
 import os
 import re
+import shlex
+import shutil
 import subprocess
 import time
 
@@ -65,11 +67,29 @@ def validate_config(config_path, rec):
     return lost
 
 
-def _make(src, obj, rec, targets, logfile):
+def in_place_of(binds, cmd):
+    """cmd run in a private mount namespace where each (new, old) of binds
+    shows new's content at old's path: a patched tree and its copied
+    objects seen at tree A's paths, so kbuild finds A's command lines
+    unchanged and recompiles only the files the patch touched."""
+    if not binds:
+        return cmd
+    mounts = " && ".join(f"mount --bind {shlex.quote(new)} {shlex.quote(old)}"
+                         for new, old in binds)
+    return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+            mounts + ' && exec "$@"', "sh"] + cmd
+
+
+def _make(src, obj, rec, targets, logfile, binds=()):
     cmd = ["make", "-C", src, f"O={obj}", f"ARCH={rec.karch}", f"-j{jobs()}"]
     if rec.cross_compile:
         cmd.append(f"CROSS_COMPILE={rec.cross_compile}")
-    run(cmd + targets, logfile=logfile)
+    try:
+        run(in_place_of(binds, cmd + targets), logfile=logfile)
+    except PipelineError as exc:
+        errors = [ln.strip() for ln in read(logfile).splitlines()
+                  if " error: " in ln or ln.startswith("make") and "Error" in ln]
+        raise PipelineError(f"{exc}\n  " + "\n  ".join(errors[:6])) from exc
 
 
 def configure(src, obj, rec, key):
@@ -92,6 +112,43 @@ def configure(src, obj, rec, key):
                             f"(.config in {obj}):\n  " + "\n  ".join(lost))
     with open(stamp, "w", encoding="utf-8") as f:
         f.write(key + "\n")
+
+
+def build_patched(src, identity, rec, base):
+    """Tree B (A plus patches, tree.patched) built from A's finished build:
+    A's objects copied once, then B's sources and objects bound at A's
+    paths (in_place_of), so only what the patch touched is recompiled.
+    Nothing of A is written. Returns B's KernelBuild."""
+    key = build_key(identity, rec)
+    obj = objdir_for(identity, rec)
+    binds = ((src, base.src), (obj, base.objdir))
+    t0 = time.time()
+    if not os.path.exists(os.path.join(obj, "vmlinux")):
+        tmp = obj + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(obj, ignore_errors=True)
+        log(f"tree B's objects: a copy of A's ({base.objdir})")
+        run(["cp", "-a", base.objdir, tmp])
+        os.rename(tmp, obj)
+    with open(os.path.join(obj, ".lock"), "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        logf = os.path.join(obj, "build.log")
+        open(logf, "w").close()
+        _make(base.src, base.objdir, rec, ["olddefconfig"], logf, binds)
+        lost = validate_config(os.path.join(obj, ".config"), rec)
+        if lost:
+            raise PipelineError("the patch changed the kernel configuration:\n  "
+                                + "\n  ".join(lost))
+        log(f"building {identity} for {rec.arch} from A's build (only what the patch touched)")
+        _make(base.src, base.objdir, rec, list(rec.ktargets), logf, binds)
+        compiled = [line.split()[-1] for line in read(logf).splitlines()
+                    if re.match(r"\s+(CC|AS|CC \[M\])\s", line)]
+    info = KernelBuild(src=src, identity=identity, arch=rec.arch, key=key, objdir=obj,
+                       image=os.path.join(obj, rec.kimage), vmlinux=os.path.join(obj, "vmlinux"),
+                       seconds=round(time.time() - t0, 1), compiled=len(compiled), binds=binds)
+    log(f"kernel B ready: {info.image} ({info.seconds} s; compiled: "
+        f"{', '.join(compiled[:8]) or 'nothing'}{' ...' if len(compiled) > 8 else ''})")
+    return info
 
 
 def build(src, identity, rec):

@@ -34,6 +34,14 @@ class KernelBuild:
     compiled: int
     cold_seconds: Optional[float] = None
     version: Optional[str] = None
+    # a patched tree's build: (B's dir, A's path) pairs every make against
+    # it runs under (kbuild.in_place_of); its make paths are A's
+    binds: tuple = ()
+
+    @property
+    def make_objdir(self):
+        """The object directory as make must be told it."""
+        return self.binds[1][1] if self.binds else self.objdir
 
 
 @dataclasses.dataclass

@@ -1,5 +1,6 @@
 """Step 1: find the kernel tree (Debian's linux-source-X or KSRC) and check it."""
 
+import hashlib
 import os
 import re
 import shutil
@@ -85,6 +86,41 @@ def check_tree(src, arch_rec):
             f"KSRC={src} has an in-tree build (.config): uringrace builds out of "
             f"tree; run 'make -C {src} mrproper' first")
     return ver
+
+
+def patched(src, identity, patches):
+    """Tree A (src) plus the patches, in order, as a tree of its own in the
+    cache: hard links to A's files (patch replaces each file it changes
+    with a new one, so A is never touched), keyed by A and the patches'
+    contents. A patch that does not apply stops before anything is kept,
+    naming the patch and patch's own complaint. Returns (dir, identity)."""
+    texts = []
+    for p in patches:
+        if not os.path.isfile(p):
+            raise PipelineError(f"PATCH={p}: no such file")
+        with open(p, "rb") as f:
+            texts.append(f.read())
+    key = hashlib.sha256(b"\0".join([identity.encode()] + texts)).hexdigest()[:12]
+    dest = f"{src.rstrip('/')}+p{key}"
+    if os.path.isdir(os.path.join(dest, "kernel")):
+        return dest, f"{identity}+patch:{key}"
+    tmp = dest + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"tree B: {src} + {', '.join(patches)} (hard links, then patch)")
+    subprocess.run(["cp", "-al", src, tmp], check=True)
+    try:
+        for p in patches:
+            res = subprocess.run(["patch", "-p1", "--forward", "--batch", "-d", tmp,
+                                  "-i", os.path.abspath(p)], capture_output=True, text=True,
+                                 check=False)
+            if res.returncode != 0:
+                said = [ln for ln in res.stdout.splitlines() if ln.strip()]
+                raise PipelineError(f"PATCH {p} does not apply to {identity}:\n  "
+                                    + "\n  ".join(said[-8:]))
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest, f"{identity}+patch:{key}"
 
 
 def resolve(ksrc, kver):

@@ -1,0 +1,115 @@
+"""The mutant catalog (mutants/<major.minor>.txt): minimal changes to real
+io_uring's ordering primitives, each with the protocol it breaks and the
+storm that should catch it; the one reader of its format (see the file's
+head) and the one writer of a mutant's patch."""
+
+import dataclasses
+import difflib
+import os
+
+from .common import REPO, PipelineError
+
+CLASSES = ("kcsan", "emulated", "not-observable")
+
+
+@dataclasses.dataclass(frozen=True)
+class Mutant:
+    id: str
+    file: str
+    storm: str
+    breaks: str
+    cls: str          # one of CLASSES
+    reason: str       # why, for not-observable
+    pairs: tuple      # ((line before, line after), ...)
+
+
+def path_for(version):
+    """mutants/<major.minor>.txt of a kernel version, or None."""
+    mm = ".".join((version or "").split(".")[:2])
+    p = os.path.join(REPO, "mutants", f"{mm}.txt")
+    return p if mm and os.path.isfile(p) else None
+
+
+def load(path):
+    out, cur, n = [], None, 0
+
+    def bad(msg):
+        raise PipelineError(f"{path}:{n}: {msg}")
+
+    def close():
+        if cur is None:
+            return
+        if not cur["pairs"] or cur.get("open"):
+            bad(f"mutant {cur['id']}: want '-before' / '+after' line pairs")
+        for key in ("breaks", "cls"):
+            if key not in cur:
+                bad(f"mutant {cur['id']}: no {key} line")
+        out.append(Mutant(cur["id"], cur["file"], cur["storm"], cur["breaks"], cur["cls"],
+                          cur.get("reason", ""), tuple(cur["pairs"])))
+
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            if line.startswith("#"):
+                continue
+            if not line.strip():
+                close()
+                cur = None
+                continue
+            word = line.split(None, 1)[0]
+            if word == "mutant":
+                close()
+                w = line.split()
+                if len(w) != 6 or w[2] != "file" or w[4] != "storm":
+                    bad("want 'mutant ID file PATH storm NAME'")
+                cur = {"id": w[1], "file": w[3], "storm": w[5], "pairs": []}
+            elif cur is None:
+                bad("a line outside a mutant block")
+            elif word == "breaks":
+                cur["breaks"] = line.split(None, 1)[1]
+            elif word == "class":
+                cls, _, reason = line.split(None, 1)[1].partition(":")
+                if cls.strip() not in CLASSES:
+                    bad(f"class must be one of {', '.join(CLASSES)}")
+                cur["cls"], cur["reason"] = cls.strip(), reason.strip()
+            elif line.startswith("-") and not cur.get("open"):
+                cur["open"] = line[1:]
+            elif line.startswith("+") and cur.get("open") is not None:
+                cur["pairs"].append((cur.pop("open"), line[1:]))
+            else:
+                bad("want a '-' line, then its '+' line")
+    close()
+    ids = [m.id for m in out]
+    if len(ids) != len(set(ids)):
+        raise PipelineError(f"{path}: a mutant id is used twice")
+    return out
+
+
+def apply(m, src):
+    """The mutated text of m.file in tree src; every 'before' line must occur
+    exactly once (else the row is stale for this tree)."""
+    path = os.path.join(src, m.file)
+    if not os.path.isfile(path):
+        raise PipelineError(f"mutant {m.id}: {m.file} is not in {src}")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for before, after in m.pairs:
+        hits = [i for i, ln in enumerate(lines) if ln == before]
+        if len(hits) != 1:
+            raise PipelineError(f"mutant {m.id}: '{before.strip()}' occurs {len(hits)} times "
+                                f"in {m.file}, not once")
+        lines[hits[0]] = after
+    return "\n".join(lines)
+
+
+def write_patch(m, src, outdir):
+    """A -p1 patch of the mutant against tree src, written into outdir."""
+    with open(os.path.join(src, m.file), encoding="utf-8") as f:
+        old = f.read()
+    diff = difflib.unified_diff(old.splitlines(True), apply(m, src).splitlines(True),
+                                f"a/{m.file}", f"b/{m.file}")
+    os.makedirs(outdir, exist_ok=True)
+    path = os.path.join(outdir, f"{m.id}.patch")
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(diff)
+    return path

@@ -1,0 +1,92 @@
+"""'make mutate': would the storms catch a broken barrier in real io_uring?
+Per arch, tree A's storms run once; then each mutant of the tree's catalog
+(mutants/<major.minor>.txt; MUTANTS=id,... picks some) is built through the
+patch loop (B = A + the mutant, from A's build) and its storm run. A mutant
+is caught when its storm in B shows an io_uring KCSAN race (by expectation
+id, else title) that the same storm in A did not, or an anomaly where A had
+none; class not-observable is never counted as caught, whatever it shows."""
+
+import json
+import os
+
+from . import catalog, mutants, tree
+from .common import PipelineError
+from .guest import run_dir
+from .storms import run_side
+
+
+def _storm_args(names):
+    table = {s["name"]: s["args"] for s in catalog.storms()}
+    missing = [n for n in names if n not in table]
+    if missing:
+        raise PipelineError(f"mutant storms not in storms.txt: {', '.join(missing)}")
+    return tuple((n, table[n]) for n in names)
+
+
+def _races(side, wl):
+    return {g["id"] or g["title"] for g in side.titles
+            if g["scope"] == "io_uring" and wl in g["by_workload"]}
+
+
+def _anomalies(side, wl):
+    return sum(sum(c.values()) for c in side.workloads.get(wl, {}).get("anomalies", []))
+
+
+def score(m, a, b):
+    """(verdict, detail) of mutant m from A's and B's sides."""
+    new = sorted(_races(b, m.storm) - _races(a, m.storm))
+    extra = _anomalies(b, m.storm) if not _anomalies(a, m.storm) else 0
+    ops = b.workloads.get(m.storm, {}).get("ops_per_s") or []
+    if not ops or not all(ops):
+        return "no work", f"storm {m.storm} did no work in B"
+    seen = ", ".join(new + ([f"{extra} anomalies"] if extra else []))
+    if m.cls == "not-observable":
+        return "not observable here", m.reason + (f" (B showed: {seen})" if seen else "")
+    if new or extra:
+        return "caught", seen
+    if m.cls == "emulated":
+        return "missed", "KCSAN cannot model this class; its emulated form is still to come"
+    return "missed", "no new io_uring race and no anomaly in its storm"
+
+
+def cmd_mutate(args):
+    secs = str(args.storm_seconds)
+    src, identity = tree.resolve(args.ksrc, args.kver)
+    ver = tree.kernel_version(src)
+    path = mutants.path_for(ver)
+    if not path:
+        raise PipelineError(f"no mutant catalog for linux {ver} (mutants/<major.minor>.txt)")
+    todo = mutants.load(path)
+    pick = list(args.mutants)
+    if pick:
+        todo = [m for m in todo if m.id in pick]
+        if len(todo) != len(pick):
+            raise PipelineError(f"MUTANTS={','.join(pick)}: not all in {path}")
+    storms = _storm_args(sorted({m.storm for m in todo}))
+    rd = run_dir(args, "mutate")
+    rows = []
+    for arch in args.arch:
+        a = run_side(args, arch, os.path.join(rd, f"{arch}-A"), secs, storms=storms,
+                     symbols=False)
+        for m in todo:
+            patch = mutants.write_patch(m, src, os.path.join(rd, "patches"))
+            b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch,
+                         os.path.join(rd, f"{arch}-{m.id}"), secs,
+                         storms=tuple(s for s in storms if s[0] == m.storm))
+            verdict, detail = score(m, a, b)
+            rows.append({"arch": arch, "mutant": m.id, "class": m.cls, "storm": m.storm,
+                         "verdict": verdict, "detail": detail})
+            print(f"{arch:7} {m.id:22} {m.cls:15} {m.storm:12} {verdict.upper():20} {detail}",
+                  flush=True)
+    print()
+    for arch in args.arch:
+        mine = [r for r in rows if r["arch"] == arch]
+        caught = sum(r["verdict"] == "caught" for r in mine)
+        kcsan = [r for r in mine if r["class"] == "kcsan"]
+        print(f"{arch}: {caught} of {len(mine)} mutants caught; KCSAN alone "
+              f"{sum(r['verdict'] == 'caught' for r in kcsan)} of {len(kcsan)} of its class; "
+              f"not observable here {sum(r['verdict'] == 'not observable here' for r in mine)}")
+    with open(os.path.join(rd, "mutate.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+    print(f"artifacts: {rd}")
+    return 1 if any(r["verdict"] == "no work" for r in rows) else 0

@@ -136,6 +136,29 @@ class MutantCatalog(unittest.TestCase):
                 os.unlink(f.name)
 
 
+class MutantScore(unittest.TestCase):
+    def test_caught_missed_not_observable_no_work(self):
+        from uringrace import mutants, mutate
+        from uringrace.records import Side
+
+        def side(titles, ops=100, anomalies=()):
+            return Side(outcomes=[{"outcome": "pass"}], titles=titles, events=[], reports=[],
+                        workloads={"iowq-raw": {"ops_per_s": [ops],
+                                                "anomalies": list(anomalies)}})
+        prep = {"id": "prep-async-work", "title": "p", "scope": "io_uring",
+                "by_workload": {"iowq-raw": {}}}
+        flags = dict(prep, id="iowq-worker-flags", title="f")
+        m = mutants.Mutant("m", "f.c", "iowq-raw", "b", "kcsan", "", (("x", "y"),))
+        a = side([prep])
+        self.assertEqual("caught", mutate.score(m, a, side([prep, flags]))[0])
+        self.assertEqual("missed", mutate.score(m, a, side([prep]))[0])
+        self.assertEqual("caught", mutate.score(m, a, side([prep], anomalies=[{"x": 2}]))[0])
+        self.assertEqual("no work", mutate.score(m, a, side([prep, flags], ops=0))[0])
+        hidden = mutants.Mutant("m", "f.c", "iowq-raw", "b", "not-observable", "TSO",
+                                (("x", "y"),))
+        self.assertEqual("not observable here", mutate.score(hidden, a, side([prep, flags]))[0])
+
+
 class BenchSb(unittest.TestCase):
     def test_a_form_the_model_allows_is_never_shown_as_safe(self):
         from uringrace import bench_sb

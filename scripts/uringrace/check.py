@@ -6,10 +6,10 @@ import os
 import re
 import subprocess
 
-from . import artifacts, catalog, report, symbolize, tree
+from . import artifacts, catalog, mutants, mutate, report, symbolize, tree
 from .common import REPO, PipelineError, cache_dir
 from .guest import boot_once, guest_parts, run_dir
-from .storms import run_driver_host
+from .storms import run_driver_host, run_side, side_ok
 
 
 class Tally:
@@ -194,6 +194,29 @@ def _bare_lab_step(args, arch, rec, kinfo, work, rd):
     return name, ok, f"{r['boot'].outcome}; " + ", ".join(f"{t} {v}" for t, v in got.items())
 
 
+def _patch_loop_step(args, arch, rd):
+    """The patch loop, end to end: the catalog's first KCSAN-class mutant
+    built through PATCH= from the tree's own build; its storm must catch it
+    in B and show no forbidden race in A (the unmutated tree)."""
+    name = f"{arch}: patch loop: a mutant caught in B, its tree clean of it"
+    src, _ = tree.resolve(args.ksrc, args.kver)
+    cat = mutants.path_for(tree.kernel_version(src))
+    if not cat:
+        return name, False, "no mutant catalog for this tree"
+    m = next(m for m in mutants.load(cat) if m.cls == "kcsan")
+    storms = mutate.storm_args([m.storm])
+    a = run_side(args, arch, os.path.join(rd, arch, "patch-A"), "8", storms=storms,
+                 symbols=False)
+    patch = mutants.write_patch(m, src, os.path.join(rd, arch))
+    b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch,
+                 os.path.join(rd, arch, "patch-B"), "8", storms=storms, symbols=False)
+    verdict, detail = mutate.score(m, a, b)
+    forbidden_a = [g["title"] for g in a.titles if g["verdict"] == "forbidden"]
+    ok = verdict == "caught" and side_ok(a) and side_ok(b) and not forbidden_a
+    return name, ok, (f"{m.id} in {m.storm}: B {verdict} ({detail}); A "
+                      + (f"forbidden: {forbidden_a}" if forbidden_a else "clean of it"))
+
+
 def cmd_check(args):
     rd = run_dir(args, "check")
     tally = Tally()
@@ -228,6 +251,7 @@ def cmd_check(args):
         if arch != args.arch[0]:
             continue
         tally.add(*_bare_lab_step(args, arch, rec, kinfo, work, rd))
+        tally.add(*_patch_loop_step(args, arch, rd))
         for name, gcmd, want, want_status, tmo in RUNNER_CASES:
             sub = os.path.join(rd, arch, "runner-" + want)
             r = boot_once(args, rec, kinfo, work, {}, [], sub, cmd=gcmd, timeout=tmo)

@@ -15,7 +15,7 @@ from .guest import run_dir
 from .storms import run_side
 
 
-def _storm_args(names):
+def storm_args(names):
     table = {s["name"]: s["args"] for s in catalog.storms()}
     missing = [n for n in names if n not in table]
     if missing:
@@ -62,7 +62,7 @@ def cmd_mutate(args):
         todo = [m for m in todo if m.id in pick]
         if len(todo) != len(pick):
             raise PipelineError(f"MUTANTS={','.join(pick)}: not all in {path}")
-    storms = _storm_args(sorted({m.storm for m in todo}))
+    storms = storm_args(sorted({m.storm for m in todo}))
     rd = run_dir(args, "mutate")
     rows = []
     for arch in args.arch:

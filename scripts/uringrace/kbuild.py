@@ -163,7 +163,8 @@ def build(src, identity, rec):
         configure(src, obj, rec, key)
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()
-        log(f"building {identity} for {rec.arch} in {obj} (cold: about 9-10 min)")
+        log(f"building {identity} for {rec.arch} in {obj}"
+            + (" (cold: about 9-10 min)" if fresh else " (cached: only what changed)"))
         _make(src, obj, rec, list(rec.ktargets), logf)
         compiled = sum(1 for line in read(logf).splitlines()
                        if re.match(r"\s+(CC|AS|LD|CC \[M\])\s", line))

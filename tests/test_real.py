@@ -98,7 +98,12 @@ class Compare(unittest.TestCase):
         self.assertFalse([c for c in calls if c[0].startswith("FORBIDDEN")])
         # B reporting the race its file forbids is called out
         b = self.b.replace(titles=[dict(g, verdict="forbidden") for g in self.b.titles])
-        self.assertTrue([c for c in compare.callouts(self.a, b) if c[0] == "FORBIDDEN in B"])
+        forb = [c for c in compare.callouts(self.a, b) if c[0] == "FORBIDDEN in B"]
+        self.assertTrue(forb)
+        # each side's own count of that race (A's may be 0)
+        prep = next(c for c in forb if c[1] == "prep-async-work")
+        self.assertEqual(prep[2:4], (compare._races(self.a)["prep-async-work"][0],
+                                     compare._races(b)["prep-async-work"][0]))
 
     def test_no_call_on_missing_or_unequal_work(self):
         """'gone in B' needs B to have done comparable work where A saw it."""

@@ -62,7 +62,8 @@ def callouts(a, b):
         for g in side.titles:
             if g["verdict"] == "forbidden":
                 forbidden[_race_key(g)] += g["count"]
-        out += [(f"FORBIDDEN in {label}", k, n, n, "") for k, n in forbidden.items()]
+        out += [(f"FORBIDDEN in {label}", k, ra.get(k, (0,))[0], rb.get(k, (0,))[0], "")
+                for k in forbidden]
     return out
 
 

@@ -114,7 +114,7 @@ class MutantCatalog(unittest.TestCase):
                 text = mutants.apply(m, src)
                 for before, after in m.pairs:
                     self.assertIn(after, text, m.id)
-            stale = mutants.Mutant("x", ms[0].file, "s", "b", "kcsan", "",
+            stale = mutants.Mutant("x", ms[0].file, ("s",), "b", "kcsan", "",
                                    (("no such line in any tree", "x"),))
             with self.assertRaisesRegex(PipelineError, "occurs 0 times"):
                 mutants.apply(stale, src)
@@ -148,13 +148,13 @@ class MutantScore(unittest.TestCase):
         prep = {"id": "prep-async-work", "title": "p", "scope": "io_uring",
                 "by_workload": {"iowq-raw": {}}}
         flags = dict(prep, id="iowq-worker-flags", title="f")
-        m = mutants.Mutant("m", "f.c", "iowq-raw", "b", "kcsan", "", (("x", "y"),))
+        m = mutants.Mutant("m", "f.c", ("iowq-raw",), "b", "kcsan", "", (("x", "y"),))
         a = side([prep])
         self.assertEqual("caught", mutate.score(m, a, side([prep, flags]))[0])
         self.assertEqual("missed", mutate.score(m, a, side([prep]))[0])
         self.assertEqual("caught", mutate.score(m, a, side([prep], anomalies=[{"x": 2}]))[0])
         self.assertEqual("no work", mutate.score(m, a, side([prep, flags], ops=0))[0])
-        hidden = mutants.Mutant("m", "f.c", "iowq-raw", "b", "not-observable", "TSO",
+        hidden = mutants.Mutant("m", "f.c", ("iowq-raw",), "b", "not-observable", "TSO",
                                 (("x", "y"),))
         self.assertEqual("not observable here", mutate.score(hidden, a, side([prep, flags]))[0])
 

@@ -16,7 +16,7 @@ CLASSES = ("kcsan", "emulated", "not-observable")
 class Mutant:
     id: str
     file: str
-    storm: str
+    storms: tuple     # the storms.txt storms that should catch it
     breaks: str
     cls: str          # one of CLASSES
     reason: str       # why, for not-observable
@@ -44,7 +44,7 @@ def load(path):
         for key in ("breaks", "cls"):
             if key not in cur:
                 bad(f"mutant {cur['id']}: no {key} line")
-        out.append(Mutant(cur["id"], cur["file"], cur["storm"], cur["breaks"], cur["cls"],
+        out.append(Mutant(cur["id"], cur["file"], cur["storms"], cur["breaks"], cur["cls"],
                           cur.get("reason", ""), tuple(cur["pairs"])))
 
     with open(path, encoding="utf-8") as f:
@@ -62,7 +62,8 @@ def load(path):
                 w = line.split()
                 if len(w) != 6 or w[2] != "file" or w[4] != "storm":
                     bad("want 'mutant ID file PATH storm NAME'")
-                cur = {"id": w[1], "file": w[3], "storm": w[5], "pairs": []}
+                cur = {"id": w[1], "file": w[3], "storms": tuple(w[5].split(",")),
+                       "pairs": []}
             elif cur is None:
                 bad("a line outside a mutant block")
             elif word == "breaks":

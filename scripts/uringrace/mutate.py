@@ -23,22 +23,24 @@ def storm_args(names):
     return tuple((n, table[n]) for n in names)
 
 
-def _races(side, wl):
+def _races(side, storms):
     return {g["id"] or g["title"] for g in side.titles
-            if g["scope"] == "io_uring" and wl in g["by_workload"]}
+            if g["scope"] == "io_uring" and set(storms) & set(g["by_workload"])}
 
 
-def _anomalies(side, wl):
-    return sum(sum(c.values()) for c in side.workloads.get(wl, {}).get("anomalies", []))
+def _anomalies(side, storms):
+    return sum(sum(c.values()) for wl in storms
+               for c in side.workloads.get(wl, {}).get("anomalies", []))
 
 
 def score(m, a, b):
     """(verdict, detail) of mutant m from A's and B's sides."""
-    new = sorted(_races(b, m.storm) - _races(a, m.storm))
-    extra = _anomalies(b, m.storm) if not _anomalies(a, m.storm) else 0
-    ops = b.workloads.get(m.storm, {}).get("ops_per_s") or []
-    if not ops or not all(ops):
-        return "no work", f"storm {m.storm} did no work in B"
+    new = sorted(_races(b, m.storms) - _races(a, m.storms))
+    extra = _anomalies(b, m.storms) if not _anomalies(a, m.storms) else 0
+    for wl in m.storms:
+        ops = b.workloads.get(wl, {}).get("ops_per_s") or []
+        if not ops or not all(ops):
+            return "no work", f"storm {wl} did no work in B"
     seen = ", ".join(new + ([f"{extra} anomalies"] if extra else []))
     if m.cls == "not-observable":
         return "not observable here", m.reason + (f" (B showed: {seen})" if seen else "")
@@ -62,7 +64,7 @@ def cmd_mutate(args):
         todo = [m for m in todo if m.id in pick]
         if len(todo) != len(pick):
             raise PipelineError(f"MUTANTS={','.join(pick)}: not all in {path}")
-    storms = storm_args(sorted({m.storm for m in todo}))
+    storms = storm_args(sorted({s for m in todo for s in m.storms}))
     rd = run_dir(args, "mutate")
     rows = []
     for arch in args.arch:
@@ -72,12 +74,12 @@ def cmd_mutate(args):
             patch = mutants.write_patch(m, src, os.path.join(rd, "patches"))
             b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch,
                          os.path.join(rd, f"{arch}-{m.id}"), secs,
-                         storms=tuple(s for s in storms if s[0] == m.storm))
+                         storms=tuple(s for s in storms if s[0] in m.storms))
             verdict, detail = score(m, a, b)
-            rows.append({"arch": arch, "mutant": m.id, "class": m.cls, "storm": m.storm,
-                         "verdict": verdict, "detail": detail})
-            print(f"{arch:7} {m.id:22} {m.cls:15} {m.storm:12} {verdict.upper():20} {detail}",
-                  flush=True)
+            rows.append({"arch": arch, "mutant": m.id, "class": m.cls,
+                         "storms": list(m.storms), "verdict": verdict, "detail": detail})
+            print(f"{arch:7} {m.id:22} {m.cls:15} {','.join(m.storms):26} {verdict.upper():20} "
+                  f"{detail}", flush=True)
     print()
     for arch in args.arch:
         mine = [r for r in rows if r["arch"] == arch]

@@ -7,7 +7,7 @@ ARCHES ?= x86_64 arm64
 export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP
 URR := python3 scripts/urr
 
-.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate \
+.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate bench-patch \
 	lint unit clean
 
 all: run
@@ -52,6 +52,10 @@ compare: deps
 # patch loop and scored; MUTANTS=id,... picks some
 mutate: deps
 	@$(URR) mutate
+
+# PATCH= (default: the catalog's first mutant); RUNS fresh B builds (5)
+bench-patch: deps
+	@$(URR) bench-patch
 
 # RUNS (5), JOBS (2), STORM_SECONDS, BENCH_STORMS="iowq-raw,...",
 # KNOBS="label=kernel args@smp;..." and the compare tree knobs

@@ -126,6 +126,8 @@ def parser():
     bd.set_defaults(func=bench.cmd_bench_driver)
     mu = sub.add_parser("mutate", help="mutants of real io_uring through the patch loop, scored")
     mu.set_defaults(func=mutate.cmd_mutate)
+    bp = sub.add_parser("bench-patch", help="the patch loop's cost against a full rebuild")
+    bp.set_defaults(func=mutate.cmd_bench_patch)
     sb = sub.add_parser("bench-sb", help="store buffering: every fence form, host and guests")
     sb.set_defaults(func=bench_sb.cmd_bench_sb)
     bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")

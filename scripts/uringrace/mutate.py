@@ -8,10 +8,13 @@ none; class not-observable is never counted as caught, whatever it shows."""
 
 import json
 import os
+import shutil
+import statistics
+import time
 
-from . import catalog, mutants, tree
+from . import catalog, kbuild, mutants, tree
 from .common import PipelineError
-from .guest import run_dir
+from .guest import kernel_for, run_dir
 from .storms import run_side
 
 
@@ -92,3 +95,54 @@ def cmd_mutate(args):
         json.dump(rows, f, indent=1)
     print(f"artifacts: {rd}")
     return 1 if any(r["verdict"] == "no work" for r in rows) else 0
+
+
+PEER_FIRST_S = 52.0  # liburing's tests to the first io-wq report, Debian 6.1 (DESIGN.md)
+
+
+def cmd_bench_patch(args):
+    """'make bench-patch': the patch loop's cost per arch, for the tree's
+    first mutant (or PATCH=): A's cold build (as recorded when it was made),
+    B's build from A's (median of RUNS fresh ones, default 5), the storms of
+    a compare on B, the total; against the peer, a cold build of the patched
+    tree plus liburing's tests to their first io-wq report."""
+    src, identity = tree.resolve(args.ksrc, args.kver)
+    patches = args.patches
+    rd = run_dir(args, "bench-patch")
+    if not patches:
+        m = mutants.load(mutants.path_for(tree.kernel_version(src)))[0]
+        patches = (mutants.write_patch(m, src, rd),)
+    rows = []
+    for arch in args.arch:
+        rec, a = kernel_for(args.for_tree(args.ksrc, args.kver), arch)
+        bsrc, bid = tree.patched(src, identity, patches)
+        builds, compiled = [], 0
+        for _ in range(args.runs):
+            shutil.rmtree(kbuild.objdir_for(bid, rec), ignore_errors=True)
+            t0 = time.time()
+            b = kbuild.build_patched(bsrc, bid, rec, a)
+            builds.append(time.time() - t0)
+            compiled = b.compiled
+        t0 = time.time()
+        side = run_side(args.for_tree(args.ksrc, args.kver, patches), arch,
+                        os.path.join(rd, f"{arch}-B"), str(args.storm_seconds))
+        storms_s = time.time() - t0
+        b_s = statistics.median(builds)
+        peer = (a.cold_seconds or 0) + PEER_FIRST_S
+        rows.append({"arch": arch, "cold_a_s": a.cold_seconds, "b_build_s": round(b_s, 1),
+                     "b_builds": [round(x, 1) for x in builds], "b_compiled": compiled,
+                     "storms_s": round(storms_s, 1), "total_s": round(b_s + storms_s, 1),
+                     "peer_s": round(peer, 1), "guests": [o["outcome"] for o in side.outcomes]})
+    print(f"{'arch':8} {'A cold':>9} {'B build':>9} {'compiled':>9} {'storms':>8} {'total':>8} "
+          f"{'peer':>8} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['arch']:8} {str(r['cold_a_s']) + ' s':>9} {r['b_build_s']:>7} s "
+              f"{r['b_compiled']:>9} {r['storms_s']:>6} s {r['total_s']:>6} s "
+              f"{r['peer_s']:>6} s {r['peer_s'] / r['total_s']:>5.1f}x")
+    print("B build: median of fresh builds from A's (objects copied, only the patch's files "
+          "compiled); storms: a compare side on B (boot included); peer: A's cold build + "
+          f"{PEER_FIRST_S:.0f} s of liburing's tests. Goal: total <= 180 s.")
+    with open(os.path.join(rd, "bench-patch.json"), "w", encoding="utf-8") as f:
+        json.dump(rows, f, indent=1)
+    print(f"artifacts: {rd}")
+    return 0

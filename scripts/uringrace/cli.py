@@ -94,6 +94,22 @@ def cmd_compare(args):
     return 1 if bad or forbidden else 0
 
 
+# each subcommand: its name, the function that runs it, its help line
+COMMANDS = (
+    ("kernel", cmd_kernel, "configure and build the KCSAN kernel (cached)"),
+    ("run", cmd_run, "build everything, boot, run the selftests, report"),
+    ("compare", cmd_compare, "the same storms on two trees (or a tree and PATCH=), side by side"),
+    ("mutate", mutate.cmd_mutate, "mutants of real io_uring through the patch loop, scored"),
+    ("check", check.cmd_check, "host unit tests, lint, guest selftests, runner tests"),
+    ("bench-real", bench_real.cmd_bench_real, "time to first io_uring report per workload, tree"),
+    ("bench-driver", bench.cmd_bench_driver, "driver figures on the host and in each guest"),
+    ("bench-patch", mutate.cmd_bench_patch, "the patch loop's cost against a full rebuild"),
+    ("bench-sb", bench_sb.cmd_bench_sb, "store buffering: every fence form, host and guests"),
+    ("bench-scenarios", bench.cmd_bench_scenarios, "detection per variant, RUNS runs per arch"),
+    ("bench-pipeline", bench.cmd_bench_pipeline, "pipeline timings per arch (COLD=1: cold build)"),
+)
+
+
 def parser():
     d = Settings.defaults_from_env()
     p = argparse.ArgumentParser(prog="urr", description=__doc__)
@@ -112,30 +128,12 @@ def parser():
                         "KCSAN_ARGS=none for KCSAN's own defaults)")
     p.add_argument("--out", default=d.out)
     sub = p.add_subparsers(dest="cmd_name", required=True)
-    k = sub.add_parser("kernel", help="configure and build the KCSAN kernel (cached)")
-    k.set_defaults(func=cmd_kernel)
-    r = sub.add_parser("run", help="build everything, boot, run the selftests, report")
-    r.set_defaults(func=cmd_run)
-    r.add_argument("--cmd", default=d.cmd,
-                   help="run this shell command in the guest instead of the selftests")
-    cp = sub.add_parser("compare", help="the same storms on two trees, side by side")
-    cp.set_defaults(func=cmd_compare)
-    br = sub.add_parser("bench-real", help="time to first io_uring report per workload and tree")
-    br.set_defaults(func=bench_real.cmd_bench_real)
-    bd = sub.add_parser("bench-driver", help="driver figures on the host and in each guest")
-    bd.set_defaults(func=bench.cmd_bench_driver)
-    mu = sub.add_parser("mutate", help="mutants of real io_uring through the patch loop, scored")
-    mu.set_defaults(func=mutate.cmd_mutate)
-    bp = sub.add_parser("bench-patch", help="the patch loop's cost against a full rebuild")
-    bp.set_defaults(func=mutate.cmd_bench_patch)
-    sb = sub.add_parser("bench-sb", help="store buffering: every fence form, host and guests")
-    sb.set_defaults(func=bench_sb.cmd_bench_sb)
-    bs = sub.add_parser("bench-scenarios", help="time to first detection, RUNS runs per arch")
-    bs.set_defaults(func=bench.cmd_bench_scenarios)
-    b = sub.add_parser("bench-pipeline", help="pipeline timings per arch (COLD=1: real cold build)")
-    b.set_defaults(func=bench.cmd_bench_pipeline)
-    c = sub.add_parser("check", help="host unit tests, lint, guest selftests, runner tests")
-    c.set_defaults(func=check.cmd_check)
+    for name, func, what in COMMANDS:
+        sp = sub.add_parser(name, help=what)
+        sp.set_defaults(func=func)
+        if name == "run":
+            sp.add_argument("--cmd", default=d.cmd,
+                            help="run this shell command in the guest instead of the selftests")
     return p
 
 

@@ -123,15 +123,16 @@ def build_patched(src, identity, rec, base):
     obj = objdir_for(identity, rec)
     binds = ((src, base.src), (obj, base.objdir))
     t0 = time.time()
-    if not os.path.exists(os.path.join(obj, "vmlinux")):
-        tmp = obj + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(obj, ignore_errors=True)
-        log(f"tree B's objects: a copy of A's ({base.objdir})")
-        run(["cp", "-a", base.objdir, tmp])
-        os.rename(tmp, obj)
-    with open(os.path.join(obj, ".lock"), "w") as lockf:
+    # one builder of B at a time, the copy included (a sibling lock file)
+    with open(obj + ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
+        if not os.path.exists(os.path.join(obj, "vmlinux")):
+            tmp = obj + ".partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(obj, ignore_errors=True)
+            log(f"tree B's objects: a copy of A's ({base.objdir})")
+            run(["cp", "-a", base.objdir, tmp])
+            os.rename(tmp, obj)
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()
         _make(base.src, base.objdir, rec, ["olddefconfig"], logf, binds)

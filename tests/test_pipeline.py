@@ -102,7 +102,7 @@ class MutantCatalog(unittest.TestCase):
     occurs exactly once in its file (else the row is stale)."""
 
     def test_rows_apply_once(self):
-        from uringrace import mutants, tree
+        from uringrace import mutants, mutate, tree
         from uringrace.common import PipelineError
         cat = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "mutants")
@@ -111,6 +111,7 @@ class MutantCatalog(unittest.TestCase):
             self.assertTrue(ms, name)
             src, _ = tree.debian_tree(name[:-len(".txt")])
             for m in ms:
+                mutate.storm_args(m.storms)  # every storm it names exists
                 text = mutants.apply(m, src)
                 for before, after in m.pairs:
                     self.assertIn(after, text, m.id)

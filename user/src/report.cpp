@@ -54,7 +54,7 @@ std::string to_json(const Result& r) {
       << "\",\"fence\":\"" << json_escape(r.fence) << "\"";
     // the C++ model's verdict on the form (fences.hpp), for the readers' tables
     if (auto f = fence_from(r.fence))
-        o << ",\"fence_model\":\"" << fence_model(*f) << "\"";
+        o << ",\"fence_model\":\"" << fence_model(*f, r.workload) << "\"";
     o << ",\"ops\":" << r.ops << ",\"seconds\":" << secs;
     if (!r.skipped.empty())
         o << ",\"skipped\":\"" << json_escape(r.skipped) << "\"";

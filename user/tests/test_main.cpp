@@ -110,6 +110,11 @@ TEST(Fences, EveryFormHasOneNameAndTheLoadFormsReadTheValue) {
         EXPECT_EQ(f != Fence::off, kernel_fenced(f));
     }
     EXPECT_EQ(Fence::on, fence_from("seq_cst").value());
+    // an RMW on the flags is ordered with the kernel's atomic_or; the ringbuf
+    // producer's position is a plain store, so there it is only allowed
+    EXPECT_EQ("forbidden", fence_model(Fence::fetch_xor, "sqpoll_aim"));
+    EXPECT_EQ("allowed", fence_model(Fence::fetch_xor, "model:ringbuf_notify"));
+    EXPECT_EQ("forbidden", fence_model(Fence::on, "litmus:ringbuf_notify"));
 }
 
 TEST(Watchdog, FiresOncePerArmingAfterTheLimit) {

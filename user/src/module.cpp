@@ -171,12 +171,12 @@ constexpr UserSide user_sides[] = {
      [](Device& d, const RingMath& m, const Budget& b, const Options& o, uint64_t& an) {
          return cq_tail_reaper(d, m, b, o.fence, an);
      }},
-    {URINGRACE_SC_SQPOLL_WAKEUP, "module: submit to the module's SQ thread (--fence on|off)",
+    {URINGRACE_SC_SQPOLL_WAKEUP, "module: submit to the module's SQ thread (--fence F)",
      "lost_wakeups", true,
      [](Device& d, const RingMath&, const Budget& b, const Options& o, uint64_t& an) {
          return sqpoll_submitter(d, b, o.fence, o.reorder_ns, o.watchdog_ms, an);
      }},
-    {URINGRACE_SC_RINGBUF_NOTIFY, "module: consume the module's ring buffer (--fence on|off)",
+    {URINGRACE_SC_RINGBUF_NOTIFY, "module: consume the module's ring buffer (--fence F)",
      "lost_notify_user", false,
      [](Device& d, const RingMath& m, const Budget& b, const Options& o, uint64_t& an) {
          return ringbuf_consume(d.ring(), d.entries(), m, b, o.fence, o.watchdog_ms, an);

@@ -14,7 +14,7 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
         std::vector<std::pair<std::string, std::string>> v = {
             {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
             {"read", "read storm from a temp file"},
-            {"sqpoll", "SQPOLL wake-up storm, counts lost wake-ups (--fence on|off)"},
+            {"sqpoll", "SQPOLL wake-up storm, counts lost wake-ups (--fence F)"},
             {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)"},
             {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
             {"cq", "one CQ reaped by several threads"},
@@ -23,7 +23,7 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
             v.push_back(m);
         v.emplace_back("litmus", "store-buffering litmus forms of the SB scenarios");
         v.emplace_back("model", "the BPF ringbuf protocol on host threads: the kernel's "
-                                "producer rule vs libbpf's consumer (--fence on|off)");
+                                "producer rule vs libbpf's consumer (--fence F)");
         return v;
     }();
     return w;

@@ -107,6 +107,14 @@ def build_driver(rec, workdir):
     return os.path.join(out, "uringrace")
 
 
+def build_host_driver():
+    """The driver for this host (the benches' host runs); returns its path."""
+    out = os.path.join(cache_dir(), "work", "host-user")
+    drv = os.path.join(out, "uringrace")
+    run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}", drv])
+    return drv
+
+
 COLLECTION = "opt/kselftest"
 
 

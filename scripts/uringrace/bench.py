@@ -9,7 +9,7 @@ import tempfile
 import time
 
 from . import artifacts, catalog, results
-from .common import REPO, cache_dir
+from .common import REPO
 from .guest import boot_once, guest_parts, kernel_for, run_dir
 from .storms import driver_results, run_driver_host
 
@@ -170,10 +170,7 @@ def cmd_bench_driver(args):
     and without the fence, litmus witnesses per million with and without."""
     secs = str(args.bench_seconds)
     rd = run_dir(args, "bench-driver")
-    out = os.path.join(cache_dir(), "work", "host-user")
-    subprocess.run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}",
-                    os.path.join(out, "uringrace")], check=True)
-    drv = os.path.join(out, "uringrace")
+    drv = artifacts.build_host_driver()
     host = []
     for label, argv in BENCH_DRIVER:
         if argv[0] == "sqpoll_wakeup":

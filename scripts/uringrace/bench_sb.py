@@ -9,11 +9,9 @@ comes from the driver. Printed, never asserted."""
 
 import json
 import os
-import subprocess
 
-from . import results
+from . import artifacts, results
 from .bench import driver_script
-from .common import REPO, cache_dir
 from .guest import boot_once, guest_parts, run_dir
 from .storms import run_driver_host
 
@@ -70,7 +68,7 @@ def table(where, got):
         ls = by.get((f"litmus {f}", "litmus:sqpoll_wakeup"))
         lr = by.get((f"litmus {f}", "litmus:ringbuf_notify"))
         aim = by.get((f"aim {f}", "sqpoll_aim"))
-        mod = next((r for (lab, _), r in by.items() if lab == f"model {f}"), None)
+        mod = by.get((f"model {f}", "model:ringbuf_notify"))
         model = (ls or aim or {}).get("fence_model", "?") + ("*" if f == "off" else "")
         lines.append(f"   {f:10} {model:10} {_cell(ls, 'witnesses', 'M'):30} "
                      f"{_cell(lr, 'witnesses', 'M'):30} {_cell(aim, 'lost_wakeups', 'min'):32} "
@@ -81,10 +79,7 @@ def table(where, got):
 def cmd_bench_sb(args):
     litmus_s, aim_s, model_s = map(str, args.sb_seconds)
     rd = run_dir(args, "bench-sb")
-    out = os.path.join(cache_dir(), "work", "host-user")
-    subprocess.run(["make", "-s", "-C", os.path.join(REPO, "user"), f"OUTPUT={out}",
-                    os.path.join(out, "uringrace")], check=True)
-    drv = os.path.join(out, "uringrace")
+    drv = artifacts.build_host_driver()
     plan = runs(litmus_s, aim_s, model_s)
     got = {"host": []}
     for label, argv in plan:

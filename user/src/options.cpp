@@ -18,6 +18,7 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
             {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)"},
             {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
             {"cq", "one CQ reaped by several threads"},
+            {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads"},
         };
         for (auto& m : module_workloads())
             v.push_back(m);

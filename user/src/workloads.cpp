@@ -185,26 +185,56 @@ Result run_nop(const Options& o) {
 Result run_iowq(const Options& o) {
     return nop_storm(o, IOSQE_ASYNC, true);
 }
+namespace {
+
 // One ring, one submitter, o.threads reapers sharing its CQ (under a mutex,
 // as applications do): the kernel keeps reading the CQ head that several user
-// threads move. Every user_data must come back exactly once.
-Result run_cq(const Options& o) {
+// threads move. Every user_data must come back exactly once. With sqpoll, the
+// kernel's SQ thread reads SQEs while the submitter writes the next ones into
+// the slots it frees, and posts CQEs while the reapers read them: SQ head and
+// tail, SQE loads and CQ tail all cross threads (seeds 001 and 002 on the
+// real ring).
+Result cq_storm(const Options& o, bool sqpoll) {
     Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
     RawRing ring;
     io_uring lu{};
     const bool raw = o.via == Via::raw;
-    if (int e = raw ? ring.init(o.entries) : io_uring_queue_init(o.entries, &lu, 0); e) {
-        r.skipped = skip_reason(e, "io_uring_setup");
+    int e;
+    if (raw) {
+        e = sqpoll ? ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms) : ring.init(o.entries);
+    } else {
+        io_uring_params p{};
+        p.flags = sqpoll ? IORING_SETUP_SQPOLL : 0;
+        p.sq_thread_idle = o.idle_ms;
+        e = io_uring_queue_init_params(o.entries, &lu, &p);
+    }
+    if (e) {
+        r.skipped = skip_reason(e, sqpoll ? "io_uring_setup(SQPOLL)" : "io_uring_setup");
         return r;
     }
     const uint64_t cq_cap = 2 * o.entries; // the kernel's default CQ size
     constexpr uint64_t window = 1 << 16;   // user_data values tracked at once
-    std::atomic<uint64_t> submitted{0}, reaped{0}, dup{0};
+    std::atomic<uint64_t> submitted{0}, reaped{0}, dup{0}, bad{0}, wakeups{0};
     std::atomic<bool> done{false};
     std::vector<uint8_t> seen(window);
     std::mutex cq_lock;
     Budget budget(o);
     auto t0 = clock_type::now();
+    // raw SQPOLL: publish the tail, wake the thread if it sleeps (the fence
+    // of --fence between); liburing's submit does both itself
+    auto submit = [&]() -> int {
+        if (!raw)
+            return io_uring_submit(&lu);
+        if (!sqpoll)
+            return ring.submit_and_wait(0);
+        if (store_then_load(
+                o.fence, o.reorder_ns, [&] { ring.flush(); },
+                [&](Fence g) { return ring.sq_needs_wakeup(g); })) {
+            wakeups.fetch_add(1, std::memory_order_relaxed);
+            return ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
+        }
+        return 0;
+    };
     run_threads(o.threads + 1, o.pin, [&](unsigned t) {
         if (t == 0) { // the submitter
             uint64_t next = 0;
@@ -221,22 +251,35 @@ Result run_cq(const Options& o) {
                     sqe->user_data = ++next;
                     n++;
                 }
-                if (n && (raw ? ring.submit_and_wait(0) : io_uring_submit(&lu)) < 0)
-                    break;
                 submitted.store(next, std::memory_order_release);
-                if (!n)
+                if (n && submit() < 0)
+                    break;
+                if (!n) {
+                    // a sleeping SQ thread with work queued is not this
+                    // storm's question (sqpoll and sqpoll_aim ask it): wake it
+                    if (sqpoll && raw && ring.sq_unconsumed() && ring.sq_needs_wakeup(Fence::on))
+                        ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
                     std::this_thread::yield();
+                }
             }
+            if (sqpoll && raw) // what is queued gets consumed, asleep or not
+                ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
             done.store(true, std::memory_order_release);
             return;
         }
         auto check = [&](uint64_t user_data) {
+            // a user_data never submitted: a torn or stale SQE or CQE
+            if (user_data == 0 || user_data > submitted.load(std::memory_order_acquire)) {
+                bad.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
             // the slot's parity flips once per pass of the window
             uint8_t& slot = seen[user_data % window];
             if (slot != ((user_data - 1) / window) % 2)
                 dup.fetch_add(1, std::memory_order_relaxed);
             slot ^= 1;
         };
+        auto last = clock_type::now();
         for (;;) { // a reaper
             bool finished = done.load(std::memory_order_acquire);
             unsigned got = 0;
@@ -256,8 +299,13 @@ Result run_cq(const Options& o) {
                 }
             }
             reaped.fetch_add(got, std::memory_order_release);
-            if (!got) {
-                if (finished && reaped.load() >= submitted.load())
+            if (got) {
+                last = clock_type::now();
+            } else {
+                // finished: all back, or nothing for a second (what is
+                // missing is counted as lost)
+                if (finished && (reaped.load() >= submitted.load() ||
+                                 clock_type::now() - last > std::chrono::seconds(1)))
                     return;
                 std::this_thread::yield();
             }
@@ -266,10 +314,22 @@ Result run_cq(const Options& o) {
     r.seconds = since(t0);
     r.ops = reaped.load();
     r.anomalies["duplicate_cqe"] = dup.load();
-    r.anomalies["lost_cqe"] = submitted.load() - reaped.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.anomalies["lost_cqe"] = submitted.load() > reaped.load() ? submitted.load() - reaped.load() : 0;
+    if (sqpoll && raw)
+        r.counts["wakeups"] = wakeups.load();
     if (!raw)
         io_uring_queue_exit(&lu);
     return r;
+}
+
+} // namespace
+
+Result run_cq(const Options& o) {
+    return cq_storm(o, false);
+}
+Result run_cq_sqpoll(const Options& o) {
+    return cq_storm(o, true);
 }
 
 Result run_read(const Options& o) {

@@ -30,6 +30,7 @@ Result run_read(const Options& o);
 Result run_sqpoll(const Options& o);
 Result run_iowq(const Options& o);
 Result run_cq(const Options& o);
+Result run_cq_sqpoll(const Options& o);
 Result run_module(const Options& o);
 Result run_litmus(const Options& o, const std::string& protocol);
 Result run_sqpoll_aim(const Options& o);

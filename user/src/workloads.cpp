@@ -315,7 +315,8 @@ Result cq_storm(const Options& o, bool sqpoll) {
     r.ops = reaped.load();
     r.anomalies["duplicate_cqe"] = dup.load();
     r.anomalies["bad_cqe"] = bad.load();
-    r.anomalies["lost_cqe"] = submitted.load() > reaped.load() ? submitted.load() - reaped.load() : 0;
+    r.anomalies["lost_cqe"] =
+        submitted.load() > reaped.load() ? submitted.load() - reaped.load() : 0;
     if (sqpoll && raw)
         r.counts["wakeups"] = wakeups.load();
     if (!raw)

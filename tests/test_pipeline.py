@@ -127,7 +127,9 @@ class MutantCatalog(unittest.TestCase):
                           ("mutant a file f\n", "want 'mutant ID"),
                           ("mutant a file f storm s\nbreaks b\nclass maybe\n-x\n+y\n",
                            "class must be"),
-                          ("-x\n", "outside a mutant")):
+                          ("-x\n", "outside a mutant"),
+                          ("mutant a-emulated file f storm s\nbreaks b\nclass emulated\n-x\n+y\n",
+                           "needs class emulated and its mutant a")):
             with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
                 f.write(text)
             try:
@@ -151,13 +153,58 @@ class MutantScore(unittest.TestCase):
         flags = dict(prep, id="iowq-worker-flags", title="f")
         m = mutants.Mutant("m", "f.c", ("iowq-raw",), "b", "kcsan", "", (("x", "y"),))
         a = side([prep])
-        self.assertEqual("caught", mutate.score(m, a, side([prep, flags]))[0])
-        self.assertEqual("missed", mutate.score(m, a, side([prep]))[0])
-        self.assertEqual("caught", mutate.score(m, a, side([prep], anomalies=[{"x": 2}]))[0])
-        self.assertEqual("no work", mutate.score(m, a, side([prep, flags], ops=0))[0])
+        flags["by_workload"] = {"iowq-raw": {"count": 1, "first_s": 3.5}}
+        a = side([prep])
+        hit = mutate.score(m, a, side([prep, flags]))
+        self.assertEqual(("caught", True, 3.5), (hit["verdict"], hit["kcsan"], hit["first_s"]))
+        self.assertEqual("missed", mutate.score(m, a, side([prep]))["verdict"])
+        odd = mutate.score(m, a, side([prep], anomalies=[{"x": 2}]))
+        self.assertEqual(("caught", False), (odd["verdict"], odd["kcsan"]))
+        self.assertEqual("no work", mutate.score(m, a, side([prep, flags], ops=0))["verdict"])
         hidden = mutants.Mutant("m", "f.c", ("iowq-raw",), "b", "not-observable", "TSO",
                                 (("x", "y"),))
-        self.assertEqual("not observable here", mutate.score(hidden, a, side([prep, flags]))[0])
+        self.assertEqual("not observable here",
+                         mutate.score(hidden, a, side([prep, flags]))["verdict"])
+
+    def test_counted_pairs_a_mutant_with_its_emulated_form(self):
+        from uringrace import mutate
+        from uringrace.mutants import Mutant
+        caught = {"verdict": "caught", "kcsan": False, "first_s": None, "detail": "3 anomalies"}
+        missed = dict(caught, verdict="missed", detail="")
+        idle = dict(caught, verdict="no work")
+
+        def m(cls):
+            return Mutant("m", "f.c", ("s",), "b", cls, "TSO" if cls != "kcsan" else "", ())
+        self.assertEqual("caught", mutate.counted(m("kcsan"), caught, None))
+        self.assertEqual("missed", mutate.counted(m("kcsan"), missed, caught))
+        self.assertEqual("caught (emulated)", mutate.counted(m("emulated"), missed, caught))
+        self.assertEqual("caught (emulated)", mutate.counted(m("not-observable"),
+                                                             dict(missed, verdict="not observable here"),
+                                                             caught))
+        self.assertEqual("not observable here",
+                         mutate.counted(m("not-observable"), dict(missed, verdict="not observable here"),
+                                        missed))
+        self.assertEqual("missed: no emulated form yet", mutate.counted(m("emulated"), missed, None))
+        self.assertEqual("no work", mutate.counted(m("emulated"), missed, idle))
+
+    def test_score_page_and_table(self):
+        from uringrace import html, mutate, mutants
+        ms = [mutants.Mutant("a", "f.c", ("s",), "b", "emulated", "", ()),
+              mutants.Mutant("a-emulated", "f.c", ("s",), "b", "emulated", "", ()),
+              mutants.Mutant("k", "f.c", ("s",), "b", "kcsan", "", ())]
+        hit = {"verdict": "caught", "kcsan": True, "first_s": 2.0, "detail": "race <x>"}
+        runs = {"a": dict(hit, verdict="missed", kcsan=False), "a-emulated": dict(hit, kcsan=False),
+                "k": hit}
+        rows = mutate.score_rows("x86_64", mutants.with_forms(ms), runs)
+        self.assertEqual(["caught (emulated)", "caught"], [r["verdict"] for r in rows])
+        self.assertIn("2 of 2 mutants caught (100 %); KCSAN alone 1 of 2",
+                      mutate.summary(rows, "x86_64"))
+        with tempfile.TemporaryDirectory() as d:
+            with open(html.write_mutate(os.path.join(d, "m.html"), "6.12", rows, "8", []),
+                      encoding="utf-8") as f:
+                page = f.read()
+        self.assertIn("race &lt;x&gt;", page)
+        self.assertIn("caught (emulated)", page)
 
 
 class BenchSb(unittest.TestCase):

@@ -156,3 +156,35 @@ def write_compare(path, result, storms):
     with open(path, "w", encoding="utf-8") as f:
         f.write(page(result, storms))
     return path
+
+
+def _run_cell(run):
+    if not run:
+        return "-"
+    first = f", first report {run['first_s']} s" if run.get("first_s") is not None else ""
+    return f"{run['verdict']}{first}: {run['detail']}" if run["detail"] else run["verdict"]
+
+
+def write_mutate(path, tree, rows, secs, summaries):
+    """The mutation score page of a 'make mutate' run."""
+    out = ["<!DOCTYPE html>\n<html><head><meta charset='utf-8'>",
+           f"<title>uringrace mutation score, linux {_e(tree)}</title>",
+           f"<style>{STYLE}</style></head>\n<body>",
+           f"<h1>Mutation score, linux {_e(tree)}</h1>",
+           f"<p>Each mutant built from tree A's build and its storms run {_e(secs)} s. "
+           "KCSAN: the real mutant; emulated form: the reordering it allows, done at the "
+           "source level, caught by the storm's anomaly counters.</p>", "<ul>"]
+    out += [f"<li class='callout'>{_e(s)}</li>" for s in summaries]
+    out += ["</ul>", "<table class='mutate'><tr><th>arch</th><th>mutant</th><th>class</th>"
+            "<th>storms</th><th>KCSAN (real mutant)</th><th>emulated form</th>"
+            "<th>verdict</th></tr>"]
+    for r in rows:
+        cls = "forbidden" if not r["verdict"].startswith("caught") else ""
+        out.append(f"<tr class='{cls}'><td>{_e(r['arch'])}</td><td>{_e(r['mutant'])}</td>"
+                   f"<td>{_e(r['class'])}</td><td>{_e(', '.join(r['storms']))}</td>"
+                   f"<td>{_e(_run_cell(r['real']))}</td><td>{_e(_run_cell(r['emulated']))}</td>"
+                   f"<td>{_e(r['verdict'])}</td></tr>")
+    out.append("</table>\n</body></html>\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out))
+    return path

@@ -10,6 +10,10 @@ import os
 from .common import REPO, PipelineError
 
 CLASSES = ("kcsan", "emulated", "not-observable")
+# <id>-emulated is the emulated form of mutant <id>: the reordering <id>
+# allows, performed at the source level (class emulated, for a mutant whose
+# reordering KCSAN cannot model or this machine cannot show)
+FORM_SUFFIX = "-emulated"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +87,22 @@ def load(path):
     ids = [m.id for m in out]
     if len(ids) != len(set(ids)):
         raise PipelineError(f"{path}: a mutant id is used twice")
+    for m in out:
+        if m.id.endswith(FORM_SUFFIX) and (m.id[:-len(FORM_SUFFIX)] not in ids
+                                           or m.cls != "emulated"):
+            raise PipelineError(f"{path}: {m.id}: an emulated form needs class emulated and "
+                                f"its mutant {m.id[:-len(FORM_SUFFIX)]} in the catalog")
     return out
+
+
+def is_form(m):
+    return m.id.endswith(FORM_SUFFIX)
+
+
+def with_forms(ms):
+    """[(mutant, its emulated form or None)] of a catalog's real mutants."""
+    forms = {m.id[:-len(FORM_SUFFIX)]: m for m in ms if is_form(m)}
+    return [(m, forms.get(m.id)) for m in ms if not is_form(m)]
 
 
 def apply(m, src):

@@ -12,7 +12,7 @@ import shutil
 import statistics
 import time
 
-from . import catalog, kbuild, mutants, tree
+from . import catalog, html, kbuild, mutants, tree
 from .common import PipelineError
 from .guest import kernel_for, run_dir
 from .storms import run_side
@@ -27,8 +27,15 @@ def storm_args(names):
 
 
 def _races(side, storms):
-    return {g["id"] or g["title"] for g in side.titles
-            if g["scope"] == "io_uring" and set(storms) & set(g["by_workload"])}
+    """{race key: first seconds after its storm's start} of a side's io_uring
+    races in the given storms."""
+    out = {}
+    for g in side.titles:
+        hit = [w for wl, w in g["by_workload"].items() if wl in storms]
+        if g["scope"] == "io_uring" and hit:
+            firsts = [w["first_s"] for w in hit if w.get("first_s") is not None]
+            out[g["id"] or g["title"]] = min(firsts) if firsts else None
+    return out
 
 
 def _anomalies(side, storms):
@@ -37,63 +44,134 @@ def _anomalies(side, storms):
 
 
 def score(m, a, b):
-    """(verdict, detail) of mutant m from A's and B's sides."""
-    new = sorted(_races(b, m.storms) - _races(a, m.storms))
+    """One build of m (a mutant or an emulated form) from A's and B's sides:
+    {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
+    showed and A's did not (kcsan true), or anomalies where A had none."""
+    ra, rb = _races(a, m.storms), _races(b, m.storms)
+    new = sorted(set(rb) - set(ra))
     extra = _anomalies(b, m.storms) if not _anomalies(a, m.storms) else 0
+    firsts = [rb[k] for k in new if rb[k] is not None]
+    out = {"verdict": "missed", "kcsan": bool(new), "first_s": min(firsts) if firsts else None,
+           "detail": ", ".join(new + ([f"{extra} anomalies"] if extra else []))}
     for wl in m.storms:
         ops = b.workloads.get(wl, {}).get("ops_per_s") or []
         if not ops or not all(ops):
-            return "no work", f"storm {wl} did no work in B"
-    seen = ", ".join(new + ([f"{extra} anomalies"] if extra else []))
+            return dict(out, verdict="no work", detail=f"storm {wl} did no work in B")
     if m.cls == "not-observable":
-        return "not observable here", m.reason + (f" (B showed: {seen})" if seen else "")
+        return dict(out, verdict="not observable here", kcsan=False,
+                    detail=m.reason + (f" (B showed: {out['detail']})" if out["detail"] else ""))
     if new or extra:
-        return "caught", seen
-    if m.cls == "emulated":
-        return "missed", "KCSAN cannot model this class; its emulated form is still to come"
-    return "missed", "no new io_uring race and no anomaly in its storm"
+        return dict(out, verdict="caught")
+    return dict(out, detail="no new io_uring race and no anomaly in its storm")
+
+
+def counted(m, real, form):
+    """The mutant's verdict from its own run and its emulated form's (either
+    may be None when not run): caught by KCSAN (or an anomaly) on the real
+    mutant, else, for a class KCSAN cannot model or this machine cannot show,
+    caught by the form's anomalies; not observable is never caught."""
+    runs = [r for r in (real, form) if r]
+    if any(r["verdict"] == "no work" for r in runs):
+        return "no work"
+    if real and real["verdict"] == "caught":
+        return "caught"
+    if form and form["verdict"] == "caught" and m.cls in ("emulated", "not-observable"):
+        return "caught (emulated)"
+    if m.cls == "not-observable":
+        return "not observable here"
+    if m.cls == "emulated" and not form:
+        return "missed: no emulated form yet"
+    return "missed"
+
+
+def _cell(run):
+    if not run:
+        return "-"
+    if run["verdict"] == "caught" and run["first_s"] is not None:
+        return f"caught {run['first_s']} s"
+    return run["verdict"]
+
+
+def score_rows(arch, pairs, runs):
+    """The score table's rows of one arch: one per mutant, its KCSAN (real
+    mutant) and emulated-form columns and what counts."""
+    rows = []
+    for m, form in pairs:
+        real, emu = runs.get(m.id), runs.get(form.id) if form else None
+        if not real and not emu:
+            continue
+        rows.append({"arch": arch, "mutant": m.id, "class": m.cls, "storms": list(m.storms),
+                     "real": real, "emulated": emu, "verdict": counted(m, real, emu),
+                     "first_s": next((r["first_s"] for r in (real, emu)
+                                      if r and r["verdict"] == "caught"), None)})
+    return rows
+
+
+def summary(rows, arch):
+    mine = [r for r in rows if r["arch"] == arch]
+    caught = sum(r["verdict"].startswith("caught") for r in mine)
+    kc = sum(bool(r["real"] and r["real"]["kcsan"]) for r in mine)
+    hidden = sum(r["verdict"] == "not observable here" for r in mine)
+    pct = 100 * caught / len(mine) if mine else 0
+    return (f"{arch}: {caught} of {len(mine)} mutants caught ({pct:.0f} %); KCSAN alone "
+            f"{kc} of {len(mine)}; not observable here {hidden}")
+
+
+def print_table(rows, secs):
+    print(f"{'arch':7} {'mutant':28} {'class':15} {'KCSAN (real mutant)':22} "
+          f"{'emulated form':16} verdict")
+    for r in rows:
+        print(f"{r['arch']:7} {r['mutant']:28} {r['class']:15} {_cell(r['real']):22} "
+              f"{_cell(r['emulated']):16} {r['verdict'].upper()}")
+    print(f"(caught N s: the first report N s after its storm's start; an anomaly is seen "
+          f"at the storm's end, {secs} s)")
 
 
 def cmd_mutate(args):
     secs = str(args.storm_seconds)
-    src, identity = tree.resolve(args.ksrc, args.kver)
+    src, _ = tree.resolve(args.ksrc, args.kver)
     ver = tree.kernel_version(src)
     path = mutants.path_for(ver)
     if not path:
         raise PipelineError(f"no mutant catalog for linux {ver} (mutants/<major.minor>.txt)")
-    todo = mutants.load(path)
+    catalog_ms = mutants.load(path)
     pick = list(args.mutants)
+    todo = catalog_ms
     if pick:
-        todo = [m for m in todo if m.id in pick]
-        if len(todo) != len(pick):
-            raise PipelineError(f"MUTANTS={','.join(pick)}: not all in {path}")
+        known = {m.id for m in catalog_ms}
+        if not set(pick) <= known:
+            raise PipelineError(f"MUTANTS: {', '.join(sorted(set(pick) - known))} not in {path}")
+        # a mutant picked brings its emulated form
+        todo = [m for m in catalog_ms if m.id in pick or
+                (mutants.is_form(m) and m.id[:-len(mutants.FORM_SUFFIX)] in pick)]
     storms = storm_args(sorted({s for m in todo for s in m.storms}))
     rd = run_dir(args, "mutate")
-    rows = []
+    rows, t_start = [], time.time()
     for arch in args.arch:
         a = run_side(args, arch, os.path.join(rd, f"{arch}-A"), secs, storms=storms,
                      symbols=False)
+        runs = {}
         for m in todo:
             patch = mutants.write_patch(m, src, os.path.join(rd, "patches"))
             b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch,
                          os.path.join(rd, f"{arch}-{m.id}"), secs,
                          storms=tuple(s for s in storms if s[0] in m.storms))
-            verdict, detail = score(m, a, b)
-            rows.append({"arch": arch, "mutant": m.id, "class": m.cls,
-                         "storms": list(m.storms), "verdict": verdict, "detail": detail})
-            print(f"{arch:7} {m.id:22} {m.cls:15} {','.join(m.storms):26} {verdict.upper():20} "
-                  f"{detail}", flush=True)
+            runs[m.id] = score(m, a, b)
+            print(f"{arch:7} {m.id:28} {m.cls:15} {','.join(m.storms):26} "
+                  f"{runs[m.id]['verdict'].upper():20} {runs[m.id]['detail']}", flush=True)
+        rows += score_rows(arch, mutants.with_forms(catalog_ms), runs)
     print()
+    print_table(rows, secs)
     for arch in args.arch:
-        mine = [r for r in rows if r["arch"] == arch]
-        caught = sum(r["verdict"] == "caught" for r in mine)
-        kcsan = [r for r in mine if r["class"] == "kcsan"]
-        print(f"{arch}: {caught} of {len(mine)} mutants caught; KCSAN alone "
-              f"{sum(r['verdict'] == 'caught' for r in kcsan)} of {len(kcsan)} of its class; "
-              f"not observable here {sum(r['verdict'] == 'not observable here' for r in mine)}")
+        print(summary(rows, arch))
+    wall = round(time.time() - t_start, 1)
+    print(f"wall time {wall} s for {len(todo)} builds per arch, {secs} s per storm")
     with open(os.path.join(rd, "mutate.json"), "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=1)
-    print(f"artifacts: {rd}")
+        json.dump({"tree": ver, "storm_seconds": int(secs), "wall_s": wall, "rows": rows,
+                   "summary": [summary(rows, arch) for arch in args.arch]}, f, indent=1)
+    html.write_mutate(os.path.join(rd, "mutate.html"), ver, rows, secs,
+                      [summary(rows, arch) for arch in args.arch])
+    print(f"artifacts: {rd} (mutate.json, mutate.html)")
     return 1 if any(r["verdict"] == "no work" for r in rows) else 0
 
 

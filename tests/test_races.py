@@ -224,7 +224,9 @@ class Catalog(unittest.TestCase):
         names = [s["name"] for s in catalog.storms()]
         self.assertEqual(len(names), len(set(names)))
         self.assertEqual(catalog.storm_set("compare")[0][0], "iowq-raw")
-        self.assertEqual(len(catalog.storm_set("check")), 12)
+        # what a compare runs is held to its verdict in every check
+        self.assertLessEqual({n for n, _ in catalog.storm_set("compare")},
+                             {n for n, _ in catalog.storm_set("check")})
         self.assertEqual({"clean", "anomaly"}, {s["expect"] for s in catalog.storms()})
 
     def test_the_shell_reads_the_same_tables(self):

@@ -69,7 +69,8 @@ def cmd_compare(args):
         res = {}
         for lab, (ks, kv, ex, patches) in sides.items():
             res[lab] = run_side(args.for_tree(ks, kv, patches), arch,
-                                os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs, expect_file=ex)
+                                os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs, expect_file=ex,
+                                reuse=bool(args.patches) and lab == "A" and args.reuse_a)
         result[arch] = res
         text = render_compare(res["A"], res["B"])
         print(text, flush=True)

@@ -110,6 +110,7 @@ class Settings:
     sb_seconds: tuple = (3, 60, 10)    # SB_LITMUS/AIM/MODEL_SECONDS: bench-sb per form
     patches: tuple = ()                # PATCH=a.patch,b.patch: tree B = the tree + these
     mutants: tuple = ()                # MUTANTS=id,...: make mutate runs only these
+    reuse_a: bool = True               # REUSE_A=0: run tree A's side of a patch loop again
     side_a: tuple = (None, "6.1", None)   # (KSRC_A, KVER_A, EXPECT_A) of a compare
     side_b: tuple = (None, "6.12", None)  # (KSRC_B, KVER_B, EXPECT_B)
 
@@ -136,6 +137,7 @@ class Settings:
                              zip(("LITMUS", "AIM", "MODEL"), cls.sb_seconds)),
             patches=tuple(_arches(env("PATCH") or "")),
             mutants=tuple(_arches(env("MUTANTS") or "")),
+            reuse_a=env("REUSE_A") != "0",
             side_a=(env("KSRC_A") or None, env("KVER_A") or "6.1", env("EXPECT_A") or None),
             side_b=(env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None))
 

@@ -33,7 +33,8 @@ def guest_parts(args, arch):
     work = os.path.join(cache_dir(), "work", f"{arch}-{kinfo.key}-{tag}")
     os.makedirs(work, exist_ok=True)
     ko = artifacts.build_kmod(kinfo, rec, work)
-    drv = artifacts.build_driver(rec, work)
+    # the driver does not depend on the kernel: one per arch and checkout
+    drv = artifacts.build_driver(rec, os.path.join(cache_dir(), "work", f"{arch}-user-{tag}"))
     artifacts.build_selftests(kinfo, rec, work)
     # the guest runs the installed collection with the kernel's own
     # run_kselftest.sh, as a lab would (guest/init)

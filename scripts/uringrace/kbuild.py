@@ -152,6 +152,21 @@ def build_patched(src, identity, rec, base):
     return info
 
 
+def _finished(identity, obj, key):
+    """The record of a finished build of an unpacked Debian tree (which
+    nothing edits: its sources are the package's), or None. make's own
+    no-change pass costs about 10 s per arch, for every side and every
+    mutant; a KSRC tree may change under us, so it always gets that pass."""
+    jpath = os.path.join(obj, "uringrace-build.json")
+    if not identity.startswith("debian:") or not os.path.exists(jpath):
+        return None
+    with open(jpath, encoding="utf-8") as f:
+        d = json.load(f)
+    if d.get("key") != key or not os.path.exists(d.get("image", "")):
+        return None
+    return KernelBuild(**dict(d, binds=(), seconds=0.0, compiled=0))
+
+
 def build(src, identity, rec):
     """Configure and build; return the KernelBuild."""
     key = build_key(identity, rec)
@@ -160,7 +175,18 @@ def build(src, identity, rec):
     os.makedirs(obj, exist_ok=True)
     with open(os.path.join(obj, ".lock"), "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
+        done = _finished(identity, obj, key)
+        if done:
+            log(f"kernel ready: {done.image} (a finished build of an unpacked Debian tree)")
+            return done
         t0 = time.time()
+        jpath = os.path.join(obj, "uringrace-build.json")
+        old = None
+        if os.path.exists(jpath):
+            # kept only across a make that succeeds
+            with open(jpath, encoding="utf-8") as f:
+                old = json.load(f)
+            os.unlink(jpath)
         configure(src, obj, rec, key)
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()
@@ -173,12 +199,10 @@ def build(src, identity, rec):
                            image=os.path.join(obj, rec.kimage),
                            vmlinux=os.path.join(obj, "vmlinux"),
                            seconds=round(time.time() - t0, 1), compiled=compiled)
-        jpath = os.path.join(obj, "uringrace-build.json")
         if fresh:
             info.cold_seconds = info.seconds
-        elif os.path.exists(jpath):
-            with open(jpath, encoding="utf-8") as f:
-                info.cold_seconds = json.load(f).get("cold_seconds")
+        elif old:
+            info.cold_seconds = old.get("cold_seconds")
         with open(jpath, "w", encoding="utf-8") as f:
             json.dump(dataclasses.asdict(info), f, indent=1)
     log(f"kernel ready: {info.image} ({info.seconds} s, {compiled} objects compiled)")

@@ -149,7 +149,7 @@ def cmd_mutate(args):
     rows, t_start = [], time.time()
     for arch in args.arch:
         a = run_side(args, arch, os.path.join(rd, f"{arch}-A"), secs, storms=storms,
-                     symbols=False)
+                     symbols=False, reuse=args.reuse_a)
         runs = {}
         for m in todo:
             patch = mutants.write_patch(m, src, os.path.join(rd, "patches"))

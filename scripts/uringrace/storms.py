@@ -3,14 +3,17 @@ tree (one guest, or JOBS guests with different seeds, merged), classified
 against the tree's expectations; and the driver run on the host."""
 
 import collections
+import hashlib
+import json
 import os
 import subprocess
 import threading
+import time
 
 from . import artifacts, catalog, expect, report, results, symbolize
-from .common import PipelineError, log
+from .common import REPO, PipelineError, cache_dir, digest, log
 from .guest import boot_once, guest_parts
-from .records import Outcome, Side
+from .records import Outcome, Side, to_json
 
 
 # (storm name, driver arguments): storms.txt's "compare" set, io-wq first
@@ -119,21 +122,64 @@ def merge(booted, storms, entries):
                 events=events, reports=full)
 
 
+def _file_digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def side_key(args, parts, storms, secs, jobs, seed0, epath, symbols):
+    """What a side's result depends on: the kernel build, every file the
+    guest gets (driver, module, tests) and its /init, the storms and their
+    seconds, guests and seeds, the expectations, the QEMU and KCSAN knobs."""
+    rec, kinfo, _, files, _ = parts
+    bits = [kinfo.key, rec.arch, str(secs), str(jobs), str(seed0), str(symbols), str(args.smp),
+            str(args.mem), args.accel, args.kcsan_args, _file_digest(os.path.join(REPO, "guest",
+                                                                                  "init"))]
+    bits += [f"{n} {a}" for n, a in storms]
+    bits += [f"{g} {_file_digest(h)}" for g, h in sorted(files.items())]
+    bits.append(_file_digest(epath) if epath else "")
+    return digest(*bits)
+
+
 def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_file=None,
-             symbols=True):
+             symbols=True, reuse=False):
     """One tree, one arch: boot `jobs` guests running the storms; return the
-    merged Side."""
+    merged Side. reuse: a side that passed with exactly these inputs
+    (side_key) is read from the cache instead of run again (the unpatched
+    tree A of a patch loop: only B's side is new work)."""
     parts = guest_parts(args, arch)
     rec, kinfo = parts[0], parts[1]
     epath, entries = expect.for_version(kinfo.version, expect_file)
+    saved = os.path.join(cache_dir(), "sides", side_key(args, parts, storms, secs, jobs, seed0,
+                                                         epath, symbols) + ".json")
+    if reuse and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            d = json.load(f)
+        log(f"{arch}: tree {kinfo.identity}'s side reused, the same inputs passed at "
+            f"{d['when']} (its guests' logs: {d['outdir']}; REUSE_A=0 runs it again)")
+        os.makedirs(outdir, exist_ok=True)
+        with open(os.path.join(outdir, "reused-from"), "w", encoding="utf-8") as f:
+            f.write(d["outdir"] + "\n")
+        return Side(**d["side"])
     booted = _boot_jobs(args, parts, outdir, storms, secs, jobs, seed0)
     side = merge(booted, storms, entries)
     if symbols and side.reports:
         n = symbolize.symbolize(side.reports, kinfo, rec,
                                 {"uringrace": artifacts.kmod_path(parts[2])})
         log(f"{arch}: {n} distinct frames placed to file:line by faddr2line")
-    return side.replace(arch=arch, tree=kinfo.identity, version=kinfo.version, expect=epath,
+    side = side.replace(arch=arch, tree=kinfo.identity, version=kinfo.version, expect=epath,
                         jobs=jobs, seconds_per_storm=int(secs))
+    if side_ok(side):
+        # only a side that passed is worth reusing; written whole, then renamed
+        os.makedirs(os.path.dirname(saved), exist_ok=True)
+        with open(saved + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"when": time.strftime("%Y-%m-%d %H:%M:%S"), "outdir": outdir,
+                       "side": side}, f, default=to_json)
+        os.rename(saved + ".tmp", saved)
+    return side
 
 
 def missing_work(side):

@@ -120,6 +120,23 @@ class MutantCatalog(unittest.TestCase):
             with self.assertRaisesRegex(PipelineError, "occurs 0 times"):
                 mutants.apply(stale, src)
 
+    def test_in_function_picks_one_of_two_equal_lines(self):
+        from uringrace import mutants
+        from uringrace.common import PipelineError
+        text = ("static int f(void);\nstatic int f(void)\n{\n\tx = READ_ONCE(t);\n}\n"
+                "int g(int a)\n{\n\tx = READ_ONCE(t);\n}\n")
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "k.c"), "w", encoding="utf-8") as f:
+                f.write(text)
+            pair = (("\tx = READ_ONCE(t);", "\tx = t;"),)
+            m = mutants.Mutant("m", "k.c", ("s",), "b", "kcsan", "", pair, "g")
+            self.assertEqual(text.replace("{\n\tx = READ_ONCE(t);\n}\n", "{\n\tx = t;\n}\n")
+                             .replace("\tx = t;", "\tx = READ_ONCE(t);", 1), mutants.apply(m, d))
+            with self.assertRaisesRegex(PipelineError, "occurs 2 times in k.c"):
+                mutants.apply(mutants.Mutant("m", "k.c", ("s",), "b", "kcsan", "", pair), d)
+            with self.assertRaisesRegex(PipelineError, "function h is defined 0 times"):
+                mutants.apply(mutants.Mutant("m", "k.c", ("s",), "b", "kcsan", "", pair, "h"), d)
+
     def test_bad_rows_are_refused_with_their_line(self):
         from uringrace import mutants
         from uringrace.common import PipelineError

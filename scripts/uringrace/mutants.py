@@ -6,6 +6,7 @@ head) and the one writer of a mutant's patch."""
 import dataclasses
 import difflib
 import os
+import re
 
 from .common import REPO, PipelineError
 
@@ -25,6 +26,7 @@ class Mutant:
     cls: str          # one of CLASSES
     reason: str       # why, for not-observable
     pairs: tuple      # ((line before, line after), ...)
+    func: str = ""    # 'in NAME': the before lines are looked for in function NAME only
 
 
 def path_for(version):
@@ -49,7 +51,7 @@ def load(path):
             if key not in cur:
                 bad(f"mutant {cur['id']}: no {key} line")
         out.append(Mutant(cur["id"], cur["file"], cur["storms"], cur["breaks"], cur["cls"],
-                          cur.get("reason", ""), tuple(cur["pairs"])))
+                          cur.get("reason", ""), tuple(cur["pairs"]), cur.get("func", "")))
 
     with open(path, encoding="utf-8") as f:
         for n, raw in enumerate(f, 1):
@@ -70,6 +72,8 @@ def load(path):
                        "pairs": []}
             elif cur is None:
                 bad("a line outside a mutant block")
+            elif word == "in" and len(line.split()) == 2:
+                cur["func"] = line.split()[1]
             elif word == "breaks":
                 cur["breaks"] = line.split(None, 1)[1]
             elif word == "class":
@@ -113,11 +117,23 @@ def apply(m, src):
         raise PipelineError(f"mutant {m.id}: {m.file} is not in {src}")
     with open(path, encoding="utf-8") as f:
         lines = f.read().split("\n")
+    lo, hi, where = 0, len(lines), m.file
+    if m.func:
+        # a definition starts at column 0 and its body ends at the first '}' there
+        starts = [i for i, ln in enumerate(lines)
+                  if re.match(rf"[A-Za-z_].*\b{re.escape(m.func)}\(", ln)
+                  and not ln.rstrip().endswith(";")]
+        if len(starts) != 1:
+            raise PipelineError(f"mutant {m.id}: function {m.func} is defined {len(starts)} "
+                                f"times in {m.file}, not once")
+        lo = starts[0]
+        hi = next((i for i in range(lo, len(lines)) if lines[i] == "}"), len(lines))
+        where = f"{m.func}() of {m.file}"
     for before, after in m.pairs:
-        hits = [i for i, ln in enumerate(lines) if ln == before]
+        hits = [i for i in range(lo, hi) if lines[i] == before]
         if len(hits) != 1:
             raise PipelineError(f"mutant {m.id}: '{before.strip()}' occurs {len(hits)} times "
-                                f"in {m.file}, not once")
+                                f"in {where}, not once")
         lines[hits[0]] = after
     return "\n".join(lines)
 

@@ -19,6 +19,7 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
             {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
             {"cq", "one CQ reaped by several threads"},
             {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads"},
+            {"pbuf", "reads into a provided-buffer ring a second thread refills"},
         };
         for (auto& m : module_workloads())
             v.push_back(m);

@@ -117,6 +117,11 @@ int RawRing::enter(unsigned to_submit, unsigned min_complete, unsigned flags) {
     return r < 0 ? -errno : r;
 }
 
+int RawRing::register_op(unsigned opcode, void* arg, unsigned nr_args) {
+    int r = static_cast<int>(syscall(__NR_io_uring_register, fd_, opcode, arg, nr_args));
+    return r < 0 ? -errno : r;
+}
+
 int RawRing::submit_and_wait(unsigned wait) {
     unsigned n = flush();
     return enter(n, wait, wait ? IORING_ENTER_GETEVENTS : 0);

@@ -27,6 +27,8 @@ class RawRing {
     // Publish queued SQEs: the tail store-release the kernel pairs with.
     unsigned flush();
     int enter(unsigned to_submit, unsigned min_complete, unsigned flags);
+    // io_uring_register(2); returns its result or -errno.
+    int register_op(unsigned opcode, void* arg, unsigned nr_args);
     // Submit and wait for `wait` completions (not for SQPOLL rings).
     int submit_and_wait(unsigned wait);
     // The SQPOLL side: does the SQ thread need a wake-up? The load that

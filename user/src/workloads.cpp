@@ -54,15 +54,11 @@ void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn) 
         t.join();
 }
 
-namespace {
-
 using clock_type = std::chrono::steady_clock;
 
 double since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
-
-} // namespace
 
 std::string skip_reason(int err, const char* what) {
     std::string why = std::string(what) + ": " + std::strerror(-err);

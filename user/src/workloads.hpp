@@ -31,6 +31,7 @@ Result run_sqpoll(const Options& o);
 Result run_iowq(const Options& o);
 Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);
+Result run_pbuf(const Options& o);
 Result run_module(const Options& o);
 Result run_litmus(const Options& o, const std::string& protocol);
 Result run_sqpoll_aim(const Options& o);
@@ -39,6 +40,7 @@ Result run_sqpoll_aim(const Options& o);
 // setup error means "skip", whether it is one, and whether this process's
 // SQPOLL thread (iou-sqp-<pid>) sleeps in state S.
 Result base(const Options& o, const char* path);
+double since(std::chrono::steady_clock::time_point t0);
 std::string skip_reason(int err, const char* what);
 bool unavailable(int err);
 bool sq_thread_asleep();

@@ -19,11 +19,16 @@ int sys_enter(int fd, unsigned submit, unsigned complete, unsigned flags) {
 }
 } // namespace
 
-int RawRing::init(unsigned entries, unsigned flags, unsigned sq_idle_ms, int sq_cpu) {
+int RawRing::init(unsigned entries, unsigned flags, unsigned sq_idle_ms, int sq_cpu,
+                  unsigned cq_entries) {
     io_uring_params p{};
     if (sq_cpu >= 0) {
         flags |= IORING_SETUP_SQ_AFF;
         p.sq_thread_cpu = static_cast<unsigned>(sq_cpu);
+    }
+    if (cq_entries) {
+        flags |= IORING_SETUP_CQSIZE;
+        p.cq_entries = cq_entries;
     }
     p.flags = flags;
     p.sq_thread_idle = sq_idle_ms;
@@ -129,6 +134,10 @@ int RawRing::submit_and_wait(unsigned wait) {
 
 bool RawRing::sq_needs_wakeup(Fence f) const {
     return load_after_store(sq_flags_, f, std::memory_order_relaxed) & IORING_SQ_NEED_WAKEUP;
+}
+
+bool RawRing::cq_overflowed() const {
+    return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_CQ_OVERFLOW;
 }
 
 unsigned RawRing::sq_unconsumed() const {

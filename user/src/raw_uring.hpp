@@ -14,9 +14,11 @@ namespace uringrace {
 class RawRing {
   public:
     // flags: IORING_SETUP_*; sq_idle_ms with IORING_SETUP_SQPOLL, and
-    // sq_cpu >= 0 pins the SQ thread there (IORING_SETUP_SQ_AFF).
+    // sq_cpu >= 0 pins the SQ thread there (IORING_SETUP_SQ_AFF); cq_entries
+    // > 0 sizes the CQ (IORING_SETUP_CQSIZE).
     // Returns 0 or -errno; on error, what() says which step failed.
-    int init(unsigned entries, unsigned flags = 0, unsigned sq_idle_ms = 0, int sq_cpu = -1);
+    int init(unsigned entries, unsigned flags = 0, unsigned sq_idle_ms = 0, int sq_cpu = -1,
+             unsigned cq_entries = 0);
     ~RawRing();
     RawRing() = default;
     RawRing(const RawRing&) = delete;
@@ -37,6 +39,8 @@ class RawRing {
     bool sq_needs_wakeup(Fence f = Fence::none) const;
     // SQEs published but not yet consumed by the kernel (tail - head).
     unsigned sq_unconsumed() const;
+    // IORING_SQ_CQ_OVERFLOW: completions wait in the kernel's overflow list.
+    bool cq_overflowed() const;
     // Reap up to max CQEs into fn(cqe); returns how many.
     template <typename F> unsigned reap(unsigned max, F&& fn);
     int fd() const { return fd_; }

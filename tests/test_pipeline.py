@@ -2,6 +2,7 @@
 writer, fragment validation."""
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -391,3 +392,41 @@ class SyncSources(unittest.TestCase):
         self.assertEqual(sorted(os.listdir(dst)),
                          ["Makefile", "main.c", "main.o", "same.h", "uringrace.mod.c"])
         self.assertEqual([], artifacts.sync_sources(src, dst))
+
+
+class GitTreeAsPatch(unittest.TestCase):
+    """KSRC_B as a git tree: B's difference from A's commit as a patch that
+    rebuilds B from A (tree.diff_as_patch), or the reason it cannot."""
+
+    def git(self, d, *a):
+        subprocess.run(["git", "-C", d, "-c", "user.name=u", "-c", "user.email=u@x"] + list(a),
+                       check=True, capture_output=True)
+
+    def test_b_rebuilt_from_a(self):
+        from uringrace import tree
+        with tempfile.TemporaryDirectory() as d:
+            a, b, c = (os.path.join(d, x) for x in "abc")
+            os.makedirs(os.path.join(a, "io_uring"))
+            with open(os.path.join(a, "io_uring", "x.c"), "w", encoding="utf-8") as f:
+                f.write("one\ntwo\n")
+            self.git(d, "init", "-q", a)
+            self.git(a, "add", ".")
+            self.git(a, "commit", "-qm", "a")
+            self.git(d, "clone", "-q", a, b)
+            with open(os.path.join(b, "io_uring", "x.c"), "w", encoding="utf-8") as f:
+                f.write("one\nTWO\n")
+            with open(os.path.join(b, "io_uring", "new.c"), "w", encoding="utf-8") as f:
+                f.write("new\n")
+            patch, why = tree.diff_as_patch(a, b, os.path.join(d, "out"))
+            self.assertIsNone(why)
+            shutil.copytree(a, c)
+            subprocess.run(["patch", "-p1", "-d", c, "-i", patch], check=True,
+                           capture_output=True)
+            for name in ("x.c", "new.c"):
+                with open(os.path.join(b, "io_uring", name), encoding="utf-8") as f1, \
+                        open(os.path.join(c, "io_uring", name), encoding="utf-8") as f2:
+                    self.assertEqual(f1.read(), f2.read())
+            with open(os.path.join(a, "io_uring", "x.c"), "a", encoding="utf-8") as f:
+                f.write("dirty\n")
+            self.assertIn("uncommitted", tree.diff_as_patch(a, b, d)[1])
+            self.assertIn("not a git tree", tree.diff_as_patch(d, b, d)[1])

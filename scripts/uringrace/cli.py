@@ -7,8 +7,8 @@ import json
 import os
 import sys
 
-from . import bench, bench_real, bench_sb, check, html, mutate, report
-from .common import PipelineError
+from . import bench, bench_real, bench_sb, check, html, mutate, report, tree
+from .common import PipelineError, log
 from .config import DEFAULT_KCSAN_ARGS, Settings
 from .compare import callouts
 from .evidence import evidence_for_run
@@ -64,13 +64,21 @@ def cmd_compare(args):
         sides = {"A": (args.ksrc, args.kver, args.side_a[2], ()),
                  "B": (args.ksrc, args.kver, args.side_b[2], args.patches)}
     rd = run_dir(args, "compare")
+    (ka, va, xa), (kb, _, xb) = args.side_a, args.side_b
+    if not args.patches and ka and kb:
+        # two git trees of one history: B as a patch on A, built from A's build
+        patch, why = tree.diff_as_patch(os.path.realpath(ka), os.path.realpath(kb), rd)
+        if patch:
+            sides = {"A": (ka, va, xa, ()), "B": (ka, va, xb, (patch,))}
+        else:
+            log(f"KSRC_B: a build of its own ({why})")
     result, texts = {}, []
     for arch in args.arch:
         res = {}
         for lab, (ks, kv, ex, patches) in sides.items():
             res[lab] = run_side(args.for_tree(ks, kv, patches), arch,
                                 os.path.join(rd, f"{arch}-{lab}"), secs, jobs=jobs, expect_file=ex,
-                                reuse=bool(args.patches) and lab == "A" and args.reuse_a)
+                                reuse=bool(sides["B"][3]) and lab == "A" and args.reuse_a)
         result[arch] = res
         text = render_compare(res["A"], res["B"])
         print(text, flush=True)

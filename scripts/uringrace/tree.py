@@ -129,3 +129,39 @@ def resolve(ksrc, kver):
         src = os.path.realpath(ksrc)
         return src, f"path:{src}"
     return debian_tree(kver or DEFAULT_KVER)
+
+
+def _git(tree, *args):
+    res = subprocess.run(["git", "-C", tree] + list(args), capture_output=True, check=False)
+    return res.returncode, res.stdout
+
+
+def diff_as_patch(a, b, outdir):
+    """Tree B as a patch on tree A, when both are git trees of one history:
+    git's diff of B's working tree against A's commit (untracked files of B
+    as new files), so that B can be built from A's build (the patch loop).
+    Returns (patch path, None), or (None, why not) for a cold build of B."""
+    code, head = _git(a, "rev-parse", "--verify", "HEAD")
+    if code:
+        return None, f"{a} is not a git tree"
+    head = head.decode().strip()
+    code, dirty = _git(a, "status", "--porcelain", "--untracked-files=no")
+    if code or dirty.strip():
+        return None, f"{a} has uncommitted changes (B is compared with A's commit)"
+    if _git(b, "cat-file", "-e", f"{head}^{{commit}}")[0]:
+        return None, f"{b} is not a git tree that holds A's commit {head[:12]}"
+    code, diff = _git(b, "diff", "--binary", "--no-color", "--no-ext-diff", head, "--")
+    if code:
+        return None, f"git diff in {b} failed"
+    _, untracked = _git(b, "ls-files", "--others", "--exclude-standard", "-z")
+    for name in filter(None, untracked.decode().split("\0")):
+        code, new = _git(b, "diff", "--binary", "--no-color", "--no-index", "--", "/dev/null",
+                         name)
+        diff += new  # --no-index exits 1 when the files differ
+    os.makedirs(outdir, exist_ok=True)
+    path = os.path.join(outdir, f"B-on-{head[:12]}.patch")
+    with open(path, "wb") as f:
+        f.write(diff)
+    log(f"tree B ({b}) is A's commit {head[:12]} plus {diff.count(b'diff --git')} changed "
+        f"file(s): built from A's build ({path})")
+    return path, None

@@ -194,34 +194,51 @@ def _bare_lab_step(args, arch, rec, kinfo, work, rd):
     return name, ok, f"{r['boot'].outcome}; " + ", ".join(f"{t} {v}" for t, v in got.items())
 
 
-# per storm. The io-wq mutant, on a host running two other guests: 2
+# The patch-loop steps' storm length, seconds per storm (sqpoll-aim gives
+# its own 20). The io-wq mutant, on a host running two other guests: 2
 # reports in an 8 s iowq-liburing storm and none in iowq-raw; 1 in the two
 # storms at 15 s each. 20 s each, then, and measured again when quiet.
 PATCH_STEP_SECONDS = "20"
 
 
-def _patch_loop_step(args, arch, rd):
-    """The patch loop, end to end: the catalog's first KCSAN-class mutant
-    built through PATCH= from the tree's own build; its storm must catch it
-    in B and show no forbidden race in A (the unmutated tree)."""
-    name = f"{arch}: patch loop: a mutant caught in B, its tree clean of it"
+# The patch loop's guards in make check: (which mutant, on which arches).
+# The catalog's first kcsan mutant (KCSAN catches the real mutant) on the
+# first arch; seed 000's kernel-side emulated reordering (the SQ thread loads
+# the tail before it sets NEED_WAKEUP: lost wake-ups counted by sqpoll-aim)
+# on every arch.
+PATCH_STEPS = (("first kcsan", "first"), ("sqpoll-no-mb-emulated", "every"))
+
+
+def _step_mutant(ms, which):
+    if which == "first kcsan":
+        return next((m for m in ms if m.cls == "kcsan"), None)
+    return next((m for m in ms if m.id == which), None)
+
+
+def _patch_loop_step(args, arch, rd, which):
+    """The patch loop, end to end: a catalog mutant built through PATCH=
+    from the tree's own build; its storm must catch it in B and show no
+    forbidden race and no anomaly in A (the unmutated tree)."""
+    name = f"{arch}: patch loop: mutant {which} caught in B, its tree clean of it"
     src, _ = tree.resolve(args.ksrc, args.kver)
     cat = mutants.path_for(tree.kernel_version(src))
-    if not cat:
-        return name, False, "no mutant catalog for this tree"
-    m = next(m for m in mutants.load(cat) if m.cls == "kcsan")
+    m = _step_mutant(mutants.load(cat), which) if cat else None
+    if not m:
+        return name, False, f"no mutant {which} in a catalog for this tree"
     storms = mutate.storm_args(m.storms)
-    a = run_side(args, arch, os.path.join(rd, arch, "patch-A"), PATCH_STEP_SECONDS,
-                 storms=storms, symbols=False)
+    sub = os.path.join(rd, arch, f"patch-{m.id}")
+    a = run_side(args, arch, sub + "-A", PATCH_STEP_SECONDS, storms=storms, symbols=False)
     patch = mutants.write_patch(m, src, os.path.join(rd, arch))
-    b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch,
-                 os.path.join(rd, arch, "patch-B"), PATCH_STEP_SECONDS, storms=storms,
-                 symbols=False)
-    verdict, detail = mutate.score(m, a, b)
+    b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch, sub + "-B",
+                 PATCH_STEP_SECONDS, storms=storms, symbols=False)
+    got = mutate.score(m, a, b)
     forbidden_a = [g["title"] for g in a.titles if g["verdict"] == "forbidden"]
-    ok = verdict == "caught" and side_ok(a) and side_ok(b) and not forbidden_a
-    return name, ok, (f"{m.id} in {','.join(m.storms)}: B {verdict} ({detail}); A "
-                      + (f"forbidden: {forbidden_a}" if forbidden_a else "clean of it"))
+    anomalies_a = mutate.anomalies(a, m.storms)
+    ok = got["verdict"] == "caught" and side_ok(a) and side_ok(b) and not forbidden_a \
+        and not anomalies_a
+    return name, ok, (f"{m.id} in {','.join(m.storms)}: B {got['verdict']} ({got['detail']}); A "
+                      + (f"forbidden: {forbidden_a}" if forbidden_a else
+                         f"{anomalies_a} anomalies" if anomalies_a else "clean of it"))
 
 
 def cmd_check(args):
@@ -255,10 +272,12 @@ def cmd_check(args):
                   f"{s['skipped']} skipped of {len(tests)}"
                   + "".join(f"; {p}" for p in rep["log_problems"]))
         tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
+        for which, where in PATCH_STEPS:
+            if where == "every" or arch == args.arch[0]:
+                tally.add(*_patch_loop_step(args, arch, rd, which))
         if arch != args.arch[0]:
             continue
         tally.add(*_bare_lab_step(args, arch, rec, kinfo, work, rd))
-        tally.add(*_patch_loop_step(args, arch, rd))
         for name, gcmd, want, want_status, tmo in RUNNER_CASES:
             sub = os.path.join(rd, arch, "runner-" + want)
             r = boot_once(args, rec, kinfo, work, {}, [], sub, cmd=gcmd, timeout=tmo)

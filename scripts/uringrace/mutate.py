@@ -38,7 +38,7 @@ def _races(side, storms):
     return out
 
 
-def _anomalies(side, storms):
+def anomalies(side, storms):
     return sum(sum(c.values()) for wl in storms
                for c in side.workloads.get(wl, {}).get("anomalies", []))
 
@@ -49,7 +49,7 @@ def score(m, a, b):
     showed and A's did not (kcsan true), or anomalies where A had none."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
     new = sorted(set(rb) - set(ra))
-    extra = _anomalies(b, m.storms) if not _anomalies(a, m.storms) else 0
+    extra = anomalies(b, m.storms) if not anomalies(a, m.storms) else 0
     firsts = [rb[k] for k in new if rb[k] is not None]
     out = {"verdict": "missed", "kcsan": bool(new), "first_s": min(firsts) if firsts else None,
            "detail": ", ".join(new + ([f"{extra} anomalies"] if extra else []))}

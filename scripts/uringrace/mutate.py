@@ -10,10 +10,11 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import time
 
 from . import catalog, html, kbuild, mutants, tree
-from .common import PipelineError
+from .common import REPO, PipelineError
 from .guest import kernel_for, run_dir
 from .storms import run_side
 
@@ -180,19 +181,26 @@ PEER_FIRST_S = 52.0  # liburing's tests to the first io-wq report, Debian 6.1 (D
 
 def cmd_bench_patch(args):
     """'make bench-patch': the patch loop's cost per arch, for the tree's
-    first mutant (or PATCH=): A's cold build (as recorded when it was made),
-    B's build from A's (median of RUNS fresh ones, default 5), the storms of
-    a compare on B, the total; against the peer, a cold build of the patched
-    tree plus liburing's tests to their first io-wq report."""
+    first mutant (or PATCH=): A's cold build (as recorded when it was made);
+    A's side (its storms, reused when it passed before, else run now); B's
+    build from A's (median of RUNS fresh ones, default 5); and the verdict:
+    a whole 'PATCH= make compare' of that arch from a fresh B, patch given
+    to verdict printed, A's side reused. Against the peer, a cold build of
+    the patched tree plus liburing's tests to their first io-wq report."""
     src, identity = tree.resolve(args.ksrc, args.kver)
     patches = args.patches
     rd = run_dir(args, "bench-patch")
     if not patches:
         m = mutants.load(mutants.path_for(tree.kernel_version(src)))[0]
         patches = (mutants.write_patch(m, src, rd),)
+    patches = tuple(os.path.abspath(p) for p in patches)
     rows = []
     for arch in args.arch:
         rec, a = kernel_for(args.for_tree(args.ksrc, args.kver), arch)
+        t0 = time.time()
+        run_side(args.for_tree(args.ksrc, args.kver), arch, os.path.join(rd, f"{arch}-A"),
+                 str(args.storm_seconds), reuse=True)
+        a_side = time.time() - t0
         bsrc, bid = tree.patched(src, identity, patches)
         builds, compiled = [], 0
         for _ in range(args.runs):
@@ -201,26 +209,35 @@ def cmd_bench_patch(args):
             b = kbuild.build_patched(bsrc, bid, rec, a)
             builds.append(time.time() - t0)
             compiled = b.compiled
+        shutil.rmtree(kbuild.objdir_for(bid, rec), ignore_errors=True)
         t0 = time.time()
-        side = run_side(args.for_tree(args.ksrc, args.kver, patches), arch,
-                        os.path.join(rd, f"{arch}-B"), str(args.storm_seconds))
-        storms_s = time.time() - t0
+        res = subprocess.run(["python3", os.path.join(REPO, "scripts", "urr"), "--arch", arch,
+                              "compare"], capture_output=True, text=True, check=False,
+                             env={**os.environ, "PATCH": ",".join(patches), "REUSE_A": "1",
+                                  "OUT": os.path.join(rd, f"{arch}-compare")})
+        verdict_s = time.time() - t0
+        with open(os.path.join(rd, f"{arch}-compare.log"), "w", encoding="utf-8") as f:
+            f.write(res.stdout + res.stderr)
         b_s = statistics.median(builds)
         peer = (a.cold_seconds or 0) + PEER_FIRST_S
-        rows.append({"arch": arch, "cold_a_s": a.cold_seconds, "b_build_s": round(b_s, 1),
-                     "b_builds": [round(x, 1) for x in builds], "b_compiled": compiled,
-                     "storms_s": round(storms_s, 1), "total_s": round(b_s + storms_s, 1),
-                     "peer_s": round(peer, 1), "guests": [o["outcome"] for o in side.outcomes]})
-    print(f"{'arch':8} {'A cold':>9} {'B build':>9} {'compiled':>9} {'storms':>8} {'total':>8} "
-          f"{'peer':>8} {'ratio':>6}")
+        rows.append({"arch": arch, "cold_a_s": a.cold_seconds, "a_side_s": round(a_side, 1),
+                     "b_build_s": round(b_s, 1), "b_builds": [round(x, 1) for x in builds],
+                     "b_compiled": compiled, "verdict_s": round(verdict_s, 1),
+                     "compare_status": res.returncode,
+                     "a_reused": "side reused" in res.stderr + res.stdout,
+                     "peer_s": round(peer, 1)})
+    print(f"{'arch':8} {'A cold':>9} {'A side':>8} {'B build':>9} {'compiled':>9} "
+          f"{'verdict':>9} {'A reused':>9} {'peer':>8} {'ratio':>6}")
     for r in rows:
-        print(f"{r['arch']:8} {str(r['cold_a_s']) + ' s':>9} {r['b_build_s']:>7} s "
-              f"{r['b_compiled']:>9} {r['storms_s']:>6} s {r['total_s']:>6} s "
-              f"{r['peer_s']:>6} s {r['peer_s'] / r['total_s']:>5.1f}x")
-    print("B build: median of fresh builds from A's (objects copied, only the patch's files "
-          "compiled); storms: a compare side on B (boot included); peer: A's cold build + "
-          f"{PEER_FIRST_S:.0f} s of liburing's tests. Goal: total <= 180 s.")
+        print(f"{r['arch']:8} {str(r['cold_a_s']) + ' s':>9} {r['a_side_s']:>6} s "
+              f"{r['b_build_s']:>7} s {r['b_compiled']:>9} {r['verdict_s']:>7} s "
+              f"{'yes' if r['a_reused'] else 'NO':>9} {r['peer_s']:>6} s "
+              f"{r['peer_s'] / r['verdict_s']:>5.1f}x")
+    print(f"A side: its storms (reused if they passed before); B build: median of {args.runs} "
+          "fresh builds from A's; verdict: 'PATCH= make compare' from a fresh B to its "
+          f"table, A reused (exit status in bench-patch.json); peer: A's cold build + "
+          f"{PEER_FIRST_S:.0f} s of liburing's tests. Goal: verdict <= 180 s.")
     with open(os.path.join(rd, "bench-patch.json"), "w", encoding="utf-8") as f:
         json.dump(rows, f, indent=1)
     print(f"artifacts: {rd}")
-    return 0
+    return 0 if all(r["a_reused"] for r in rows) else 1

@@ -430,3 +430,29 @@ class GitTreeAsPatch(unittest.TestCase):
                 f.write("dirty\n")
             self.assertIn("uncommitted", tree.diff_as_patch(a, b, d)[1])
             self.assertIn("not a git tree", tree.diff_as_patch(d, b, d)[1])
+
+
+class FastSymbols(unittest.TestCase):
+    """vmlinux frames placed by one nm and one addr2line (symbolize's fast
+    path), with kallsyms' sizes: the distance to the next symbol."""
+
+    def test_frame_to_line(self):
+        from uringrace import symbolize
+        with tempfile.TemporaryDirectory() as d:
+            c = os.path.join(d, "t.c")
+            with open(c, "w", encoding="utf-8") as f:
+                f.write("int g;\n__attribute__((noinline)) void one(void)\n{\n"
+                        "\tg = 1;\n}\n__attribute__((noinline)) void two(void)\n{\n"
+                        "\tg = 2;\n}\nint main(void)\n{\n\tone();\n\ttwo();\n"
+                        "\treturn 0;\n}\n")
+            exe = os.path.join(d, "t")
+            subprocess.run(["gcc", "-g", "-O1", "-no-pie", "-o", exe, c], check=True)
+            nm = subprocess.run(["nm", "-n", exe], capture_output=True, text=True,
+                                check=True).stdout.split("\n")
+            syms = [ln.split() for ln in nm if len(ln.split()) == 3]
+            addr = {w[2]: int(w[0], 16) for w in syms}
+            after = min(a for a in addr.values() if a > addr["one"])
+            frame = f"one+0x0/0x{after - addr['one']:x}"
+            got = symbolize.resolve_vmlinux(exe, [frame, "one+0x0/0x1"], roots=(d,))
+            self.assertEqual(["t.c:4 (one)"], got.get(frame))  # its store
+            self.assertNotIn("one+0x0/0x1", got)  # a size that is not kallsyms': not placed

@@ -1,8 +1,10 @@
-"""Stacks of KCSAN reports to file:line with the tree's own scripts/faddr2line,
-the build's vmlinux and the module, so a reviewer reads the lines that raced.
+"""Stacks of KCSAN reports to file:line, so a reviewer reads the lines that
+raced: vmlinux's frames with one nm and one addr2line call for all of them
+(the tree's scripts/faddr2line, a shell loop over the symbol table, took a
+minute for a storm's few hundred frames), the module's with faddr2line
+(a relocatable object; few frames).
 
-Every distinct frame is resolved once per object, all of an object's frames
-in one faddr2line call (it reads the symbol table once per call)."""
+Every distinct frame is resolved once per object."""
 
 import os
 import re
@@ -63,6 +65,75 @@ def resolve(script, obj, frames, cross="", roots=()):
     return out
 
 
+def _parse_pretty(lines, out, keys, roots):
+    """addr2line --addresses --functions --pretty-print --inlines output:
+    '0xADDR: fn at loc' opens an address, '(inlined by) fn at loc' adds to
+    it; each address's lines go to every frame key that maps to it."""
+    cur = None
+    for line in lines:
+        line = line.strip()
+        m = re.match(r"^0x0*([0-9a-f]+): (.*)$", line)
+        if m:
+            cur = [out.setdefault(k, []) for k in keys.get(int(m.group(1), 16), ())]
+            line = m.group(2)
+        m = LINE_RE.match(line)
+        if m and cur is not None and "??" not in m.group("loc"):
+            loc = _shorten(m.group("loc"), roots)
+            for lst in cur:
+                lst.append(f"{'(inlined by) ' if m.group('inl') else ''}{loc} ({m.group('fn')})")
+
+
+def resolve_vmlinux(obj, frames, cross="", roots=()):
+    """As resolve(), for a linked image: the symbols of each 'fn+off/len'
+    (name and size, as faddr2line matches them) from one nm, then every
+    address through one addr2line."""
+    want = {}
+    for f in frames:
+        m = re.match(r"^(?P<fn>[^+]+)\+0x(?P<off>[0-9a-f]+)/0x(?P<len>[0-9a-f]+)$", f)
+        if m:
+            want.setdefault(m.group("fn"), []).append((f, int(m.group("off"), 16),
+                                                       int(m.group("len"), 16)))
+    try:
+        nm = subprocess.run([cross + "nm", "--defined-only", "-n", "-S", obj],
+                            capture_output=True, text=True, timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log(f"nm on {obj}: {exc}; stacks left as symbols")
+        return {}
+    # code symbols in address order, without mapping symbols; a symbol's
+    # size as kallsyms prints it is the distance to the next symbol at or
+    # past its end (faddr2line's rule)
+    syms = []
+    for line in nm.stdout.splitlines():
+        w = line.split()
+        if len(w) in (3, 4) and w[-2] in "tTwW" and not re.match(r"\.L|L0|\$", w[-1]):
+            syms.append((int(w[0], 16), int(w[1], 16) if len(w) == 4 else 0, w[-1]))
+    keys = {}
+    for i, (addr, elf_size, name) in enumerate(syms):
+        if name not in want:
+            continue
+        j = i + 1
+        while j < len(syms) and syms[j][0] - addr < max(elf_size, 1):
+            j += 1
+        if j == len(syms):
+            continue
+        for key, off, ln in want[name]:
+            if syms[j][0] - addr == ln and off <= ln:
+                keys.setdefault(addr + off, []).append(key)
+    if not keys:
+        return {}
+    try:
+        res = subprocess.run([cross + "addr2line", "--addresses", "--functions",
+                              "--pretty-print", "--inlines", "--exe", obj]
+                             + [hex(a) for a in sorted(keys)], capture_output=True, text=True,
+                             timeout=300, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log(f"addr2line on {obj}: {exc}; stacks left as symbols")
+        return {}
+    out = {}
+    _parse_pretty(res.stdout.splitlines(), out, keys, roots)
+    return out
+
+
 def symbolize(reports, kinfo, rec, modules=None):
     """Add a 'where' list to every frame of these reports that faddr2line
     could place; return how many distinct frames were resolved."""
@@ -80,8 +151,13 @@ def symbolize(reports, kinfo, rec, modules=None):
             wanted.setdefault(obj, set()).add(_key(fr))
     roots = [src, kinfo.objdir] + [os.path.dirname(os.path.dirname(m))
                                             for m in modules.values()]
-    resolved = {obj: resolve(script, obj, frames, rec.cross_compile, roots)
-                for obj, frames in wanted.items()}
+    resolved = {}
+    for obj, frames in wanted.items():
+        got = resolve_vmlinux(obj, frames, rec.cross_compile, roots) if obj == vmlinux else {}
+        rest = sorted(f for f in frames if f not in got)
+        if rest:  # a module, or a symbol the fast path could not size
+            got.update(resolve(script, obj, rest, rec.cross_compile, roots))
+        resolved[obj] = got
     for fr in _frames(reports):
         where = resolved.get(_object(fr, vmlinux, modules), {}).get(_key(fr))
         if where:

@@ -1,15 +1,22 @@
 // uringrace: CQ overflow and task-work flags on the running kernel's io_uring.
 //
 // A ring with a CQ of o.entries and COOP_TASKRUN | TASKRUN_FLAG: each round
-// submits four times the CQ's size in NOPs, half of them IOSQE_ASYNC (io-wq
-// workers complete them and add task work, setting IORING_SQ_TASKRUN in
-// sq_flags), before reaping any. The kernel keeps what does not fit in its
-// overflow list and sets IORING_SQ_CQ_OVERFLOW in the same word; we reap, and
-// when the CQ is empty with completions missing, enter the kernel to flush.
-// Every user_data of a round must come back exactly once, within the
-// watchdog's limit.
+// submits four times the CQ's size before reaping any: NOPs, IOSQE_ASYNC NOPs
+// (io-wq workers post them under the completion lock) and 8-byte reads of an
+// empty pipe, which a writer thread then fills: each read's poll wake-up adds
+// task work from the writer's context, setting IORING_SQ_TASKRUN in sq_flags
+// while this task runs task work, clears it, and posts the completions that
+// do not fit into the overflow list, setting IORING_SQ_CQ_OVERFLOW in the
+// same word. We reap, and when the CQ is empty with completions missing,
+// enter the kernel to flush. Every user_data of a round must come back
+// exactly once, within the watchdog's limit.
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <random>
+#include <thread>
+#include <unistd.h>
 #include <vector>
 
 #include "raw_uring.hpp"
@@ -27,10 +34,30 @@ Result run_overflow(const Options& o) {
         r.skipped = skip_reason(e, "io_uring_setup(CQSIZE, TASKRUN_FLAG)");
         return r;
     }
+    int pfd[2];
+    if (pipe(pfd)) {
+        r.skipped = std::string("pipe: ") + std::strerror(errno);
+        return r;
+    }
+    // the writer: 8 bytes into the pipe for each read asked for
+    std::atomic<int> owed{0};
+    std::atomic<bool> stop{false};
+    std::thread writer([&] {
+        const uint64_t word = 0x7572696e67726163; // "uringrac"
+        while (!stop.load(std::memory_order_relaxed)) {
+            if (owed.load(std::memory_order_acquire) > 0) {
+                if (write(pfd[1], &word, sizeof(word)) == sizeof(word))
+                    owed.fetch_sub(1, std::memory_order_acq_rel);
+            } else {
+                std::this_thread::yield();
+            }
+        }
+    });
     const unsigned round = 4 * cq;
     std::mt19937_64 rng(o.seed);
+    uint64_t buf_sink[64];
     std::vector<uint8_t> seen(round);
-    uint64_t dup = 0, bad = 0, lost = 0, rounds = 0, overflowed = 0;
+    uint64_t dup = 0, bad = 0, lost = 0, rounds = 0, overflowed = 0, taskrun = 0;
     Budget budget(o);
     Watchdog dog{std::chrono::milliseconds(o.watchdog_ms)};
     auto t0 = std::chrono::steady_clock::now();
@@ -43,9 +70,19 @@ Result run_overflow(const Options& o) {
                 io_uring_sqe* sqe = ring.get_sqe();
                 if (!sqe)
                     break;
-                sqe->opcode = IORING_OP_NOP;
-                sqe->flags = rng() % 2 ? IOSQE_ASYNC : 0;
+                unsigned kind = rng() % 3, reads = 0;
+                if (kind == 2) { // a pipe read: parked on poll until written
+                    sqe->opcode = IORING_OP_READ;
+                    sqe->fd = pfd[0];
+                    sqe->addr = reinterpret_cast<uint64_t>(&buf_sink[(sent + n) % 64]);
+                    sqe->len = sizeof(uint64_t);
+                    reads++;
+                } else {
+                    sqe->opcode = IORING_OP_NOP;
+                    sqe->flags = kind ? IOSQE_ASYNC : 0;
+                }
                 sqe->user_data = sent + n + 1;
+                owed.fetch_add(static_cast<int>(reads), std::memory_order_acq_rel);
             }
             if (int e = ring.submit_and_wait(0); e < 0) {
                 r.counts["errors"] = 1;
@@ -59,12 +96,14 @@ Result run_overflow(const Options& o) {
         dog.arm(std::chrono::steady_clock::now());
         while (got < round) {
             overflowed += ring.cq_overflowed();
+            taskrun += ring.taskrun_pending();
             unsigned n = ring.reap(round, [&](const io_uring_cqe& c) {
                 if (c.user_data == 0 || c.user_data > round) {
                     bad++;
                     return;
                 }
                 dup += seen[c.user_data - 1]++ != 0;
+                bad += c.res < 0;
             });
             got += n;
             if (n) {
@@ -84,12 +123,17 @@ Result run_overflow(const Options& o) {
         if (lost)
             break; // a lost completion leaves the ring's accounting behind
     }
+    stop.store(true);
+    writer.join();
+    close(pfd[0]);
+    close(pfd[1]);
     r.seconds = since(t0);
     r.anomalies["duplicate_cqe"] = dup;
     r.anomalies["bad_cqe"] = bad;
     r.anomalies["lost_cqe"] = lost;
     r.counts["rounds"] = rounds;
     r.counts["overflow_seen"] = overflowed;
+    r.counts["taskrun_seen"] = taskrun;
     if (rounds && !overflowed) {
         // the storm exists to overflow the CQ: a run that never did is not
         // work done

@@ -140,6 +140,10 @@ bool RawRing::cq_overflowed() const {
     return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_CQ_OVERFLOW;
 }
 
+bool RawRing::taskrun_pending() const {
+    return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_TASKRUN;
+}
+
 unsigned RawRing::sq_unconsumed() const {
     return load(sq_tail_, std::memory_order_relaxed) - load(sq_head_, std::memory_order_acquire);
 }

@@ -41,6 +41,8 @@ class RawRing {
     unsigned sq_unconsumed() const;
     // IORING_SQ_CQ_OVERFLOW: completions wait in the kernel's overflow list.
     bool cq_overflowed() const;
+    // IORING_SQ_TASKRUN: task work waits for this task to enter the kernel.
+    bool taskrun_pending() const;
     // Reap up to max CQEs into fn(cqe); returns how many.
     template <typename F> unsigned reap(unsigned max, F&& fn);
     int fd() const { return fd_; }

@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
         results.push_back(run_pbuf(o));
     else if (o.workload == "overflow")
         results.push_back(run_overflow(o));
+    else if (o.workload == "overflow_defer")
+        results.push_back(run_overflow_defer(o));
     else if (o.workload == "model")
         results.push_back(run_ringbuf_model(o));
     else if (o.workload == "litmus") {

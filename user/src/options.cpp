@@ -20,7 +20,8 @@ const std::vector<std::pair<std::string, std::string>>& workloads() {
             {"cq", "one CQ reaped by several threads"},
             {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads"},
             {"pbuf", "reads into a provided-buffer ring a second thread refills"},
-            {"overflow", "CQ overflow with io-wq task work (TASKRUN flag) in sq_flags"},
+            {"overflow", "CQ overflow while wake-ups add task work (TASKRUN flag) in sq_flags"},
+            {"overflow_defer", "overflow on a DEFER_TASKRUN ring (local task work)"},
         };
         for (auto& m : module_workloads())
             v.push_back(m);

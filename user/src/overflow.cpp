@@ -9,7 +9,9 @@
 // do not fit into the overflow list, setting IORING_SQ_CQ_OVERFLOW in the
 // same word. We reap, and when the CQ is empty with completions missing,
 // enter the kernel to flush. Every user_data of a round must come back
-// exactly once, within the watchdog's limit.
+// exactly once, within the watchdog's limit. The defer form sets the ring
+// up with SINGLE_ISSUER | DEFER_TASKRUN instead of COOP_TASKRUN: the wake-ups
+// queue local work (io_req_local_work_add) that runs only when we wait.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -24,14 +26,18 @@
 
 namespace uringrace {
 
-Result run_overflow(const Options& o) {
+namespace {
+
+Result overflow_storm(const Options& o, bool defer) {
     Result r = base(o, "raw");
     RawRing ring;
     const unsigned cq = o.entries;
-    if (int e =
-            ring.init(o.entries, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG, 0, -1, cq);
-        e) {
-        r.skipped = skip_reason(e, "io_uring_setup(CQSIZE, TASKRUN_FLAG)");
+    const unsigned flags =
+        IORING_SETUP_TASKRUN_FLAG | (defer ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
+                                           : IORING_SETUP_COOP_TASKRUN);
+    if (int e = ring.init(o.entries, flags, 0, -1, cq); e) {
+        r.skipped = skip_reason(e, defer ? "io_uring_setup(CQSIZE, DEFER_TASKRUN)"
+                                         : "io_uring_setup(CQSIZE, TASKRUN_FLAG)");
         return r;
     }
     int pfd[2];
@@ -140,6 +146,15 @@ Result run_overflow(const Options& o) {
         r.counts["errors"] = 1;
     }
     return r;
+}
+
+} // namespace
+
+Result run_overflow(const Options& o) {
+    return overflow_storm(o, false);
+}
+Result run_overflow_defer(const Options& o) {
+    return overflow_storm(o, true);
 }
 
 } // namespace uringrace

@@ -33,6 +33,7 @@ Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);
 Result run_pbuf(const Options& o);
 Result run_overflow(const Options& o);
+Result run_overflow_defer(const Options& o);
 Result run_module(const Options& o);
 Result run_litmus(const Options& o, const std::string& protocol);
 Result run_sqpoll_aim(const Options& o);

@@ -1,4 +1,5 @@
 // uringrace: the user-space driver. See `uringrace --help`.
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -45,26 +46,11 @@ int main(int argc, char** argv) {
     sigaction(SIGTERM, &sa, nullptr);
 
     std::vector<Result> results;
-    if (o.workload == "nop")
-        results.push_back(run_nop(o));
-    else if (o.workload == "read")
-        results.push_back(run_read(o));
-    else if (o.workload == "sqpoll")
-        results.push_back(run_sqpoll(o));
-    else if (o.workload == "sqpoll_aim")
-        results.push_back(run_sqpoll_aim(o));
-    else if (o.workload == "iowq")
-        results.push_back(run_iowq(o));
-    else if (o.workload == "cq")
-        results.push_back(run_cq(o));
-    else if (o.workload == "cq_sqpoll")
-        results.push_back(run_cq_sqpoll(o));
-    else if (o.workload == "pbuf")
-        results.push_back(run_pbuf(o));
-    else if (o.workload == "overflow")
-        results.push_back(run_overflow(o));
-    else if (o.workload == "overflow_defer")
-        results.push_back(run_overflow_defer(o));
+    const auto& real = real_workloads();
+    auto it = std::find_if(real.begin(), real.end(),
+                           [&](const RealWorkload& w) { return o.workload == w.name; });
+    if (it != real.end())
+        results.push_back(it->run(o));
     else if (o.workload == "model")
         results.push_back(run_ringbuf_model(o));
     else if (o.workload == "litmus") {

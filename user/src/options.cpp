@@ -6,23 +6,15 @@
 #include <sstream>
 
 #include "scenarios.hpp"
+#include "workloads.hpp"
 
 namespace uringrace {
 
 const std::vector<std::pair<std::string, std::string>>& workloads() {
     static const std::vector<std::pair<std::string, std::string>> w = [] {
-        std::vector<std::pair<std::string, std::string>> v = {
-            {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)"},
-            {"read", "read storm from a temp file"},
-            {"sqpoll", "SQPOLL wake-up storm, counts lost wake-ups (--fence F)"},
-            {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)"},
-            {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free"},
-            {"cq", "one CQ reaped by several threads"},
-            {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads"},
-            {"pbuf", "reads into a provided-buffer ring a second thread refills"},
-            {"overflow", "CQ overflow while wake-ups add task work (TASKRUN flag) in sq_flags"},
-            {"overflow_defer", "overflow on a DEFER_TASKRUN ring (local task work)"},
-        };
+        std::vector<std::pair<std::string, std::string>> v;
+        for (const auto& r : real_workloads())
+            v.emplace_back(r.name, r.help);
         for (auto& m : module_workloads())
             v.push_back(m);
         v.emplace_back("litmus", "store-buffering litmus forms of the SB scenarios");

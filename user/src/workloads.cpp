@@ -329,6 +329,26 @@ Result run_cq_sqpoll(const Options& o) {
     return cq_storm(o, true);
 }
 
+const std::vector<RealWorkload>& real_workloads() {
+    static const std::vector<RealWorkload> w = {
+        {"nop", "NOP storm on the running kernel's io_uring (--via raw|liburing)", run_nop},
+        {"read", "read storm from a temp file", run_read},
+        {"sqpoll", "SQPOLL wake-up storm, counts lost wake-ups (--fence F)", run_sqpoll},
+        {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)",
+         run_sqpoll_aim},
+        {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free", run_iowq},
+        {"cq", "one CQ reaped by several threads", run_cq},
+        {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads",
+         run_cq_sqpoll},
+        {"pbuf", "reads into a provided-buffer ring a second thread refills", run_pbuf},
+        {"overflow", "CQ overflow while wake-ups add task work (TASKRUN flag) in sq_flags",
+         run_overflow},
+        {"overflow_defer", "overflow on a DEFER_TASKRUN ring (local task work)",
+         run_overflow_defer},
+    };
+    return w;
+}
+
 Result run_read(const Options& o) {
     Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
     char path[] = "/tmp/uringrace-read-XXXXXX";

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <vector>
 
 #include "options.hpp"
 #include "report.hpp"
@@ -34,6 +35,15 @@ Result run_cq_sqpoll(const Options& o);
 Result run_pbuf(const Options& o);
 Result run_overflow(const Options& o);
 Result run_overflow_defer(const Options& o);
+
+// The workloads on the running kernel's own io_uring: the one list of their
+// names, help lines and runners (usage and main read it).
+struct RealWorkload {
+    const char* name;
+    const char* help;
+    Result (*run)(const Options&);
+};
+const std::vector<RealWorkload>& real_workloads();
 Result run_module(const Options& o);
 Result run_litmus(const Options& o, const std::string& protocol);
 Result run_sqpoll_aim(const Options& o);

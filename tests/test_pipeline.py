@@ -1,6 +1,7 @@
 """Host tests of the pipeline steps that need no guest: classifier, cpio
 writer, fragment validation."""
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -456,3 +457,38 @@ class FastSymbols(unittest.TestCase):
             got = symbolize.resolve_vmlinux(exe, [frame, "one+0x0/0x1"], roots=(d,))
             self.assertEqual(["t.c:4 (one)"], got.get(frame))  # its store
             self.assertNotIn("one+0x0/0x1", got)  # a size that is not kallsyms': not placed
+
+
+class SideKey(unittest.TestCase):
+    """A side is reused only with the same inputs: any guest file's content,
+    the storms, their seconds or the knobs change its key."""
+
+    def test_key_follows_every_input(self):
+        import types
+        from uringrace import storms
+        from uringrace.config import Settings
+        with tempfile.TemporaryDirectory() as d:
+            drv = os.path.join(d, "uringrace")
+            with open(drv, "w", encoding="utf-8") as f:
+                f.write("v1")
+            rec = types.SimpleNamespace(arch="x86_64")
+            kinfo = types.SimpleNamespace(key="k1")
+            parts = (rec, kinfo, d, {"usr/bin/uringrace": drv}, [])
+            args = Settings()
+            st = (("nop-raw", "nop --via raw"),)
+
+            def key(**kw):
+                a = dict(args=args, parts=parts, storms=st, secs="8", jobs=1, seed0=1,
+                         epath=None, symbols=True)
+                a.update(kw)
+                return storms.side_key(**a)
+            base = key()
+            self.assertEqual(base, key())
+            self.assertNotEqual(base, key(secs="9"))
+            self.assertNotEqual(base, key(storms=st + (("cq-raw", "cq"),)))
+            self.assertNotEqual(base, key(args=dataclasses.replace(args, smp=4)))
+            self.assertNotEqual(base, key(parts=(rec, types.SimpleNamespace(key="k2"), d,
+                                                 parts[3], [])))
+            with open(drv, "w", encoding="utf-8") as f:
+                f.write("v2")
+            self.assertNotEqual(base, key())

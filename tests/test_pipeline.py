@@ -185,6 +185,31 @@ class MutantScore(unittest.TestCase):
         self.assertEqual("not observable here",
                          mutate.score(hidden, a, side([prep, flags]))["verdict"])
 
+    def test_a_catch_must_be_at_the_mutated_code(self):
+        from uringrace import mutants, mutate
+        from uringrace.records import Side
+
+        def rep(title, fn, where):
+            return {"title": title, "accesses": [{"stack": [{"fn": fn, "where": where}]}]}
+        here = {"id": "", "title": "race in f", "scope": "io_uring",
+                "by_workload": {"s": {"count": 1, "first_s": 2.0}}}
+        there = dict(here, title="race in g")
+        b = Side(outcomes=[{"outcome": "pass"}], events=[], titles=[here, there],
+                 workloads={"s": {"ops_per_s": [5], "anomalies": []}},
+                 reports=[rep("race in f", "inl", ["/t/io_uring/x.c:9 (inl)",
+                                                   "(inlined by) /t/io_uring/x.c:41 (f)"]),
+                          rep("race in g", "g", ["io_uring/y.c:7 (g)"])])
+        a = b.replace(titles=[], reports=[])
+        m = mutants.Mutant("m", "io_uring/x.c", ("s",), "b", "kcsan", "", ())
+        got = mutate.score(m, a, b, at={"io_uring/x.c:41": "f"})
+        self.assertEqual("caught", got["verdict"])
+        self.assertIn("race in f at io_uring/x.c:41", got["detail"])
+        self.assertIn("not counted: race in g", got["detail"])
+        only_g = mutate.score(m, a, b.replace(titles=[there]), at={"io_uring/x.c:41": "f"})
+        self.assertEqual("missed", only_g["verdict"])
+        by_fn = mutate.score(m, a, b.replace(titles=[there]), at={"io_uring/x.c:99": "g"})
+        self.assertEqual("caught", by_fn["verdict"])
+
     def test_counted_pairs_a_mutant_with_its_emulated_form(self):
         from uringrace import mutate
         from uringrace.mutants import Mutant

@@ -230,8 +230,8 @@ def _patch_loop_step(args, arch, rd, which):
     a = run_side(args, arch, sub + "-A", PATCH_STEP_SECONDS, storms=storms, symbols=False)
     patch = mutants.write_patch(m, src, os.path.join(rd, arch))
     b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch, sub + "-B",
-                 PATCH_STEP_SECONDS, storms=storms, symbols=False)
-    got = mutate.score(m, a, b)
+                 PATCH_STEP_SECONDS, storms=storms)
+    got = mutate.score(m, a, b, at=mutants.sites(m, src))
     forbidden_a = [g["title"] for g in a.titles if g["verdict"] == "forbidden"]
     anomalies_a = mutate.anomalies(a, m.storms)
     ok = got["verdict"] == "caught" and side_ok(a) and side_ok(b) and not forbidden_a \

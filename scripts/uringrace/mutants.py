@@ -112,6 +112,27 @@ def with_forms(ms):
 def apply(m, src):
     """The mutated text of m.file in tree src; every 'before' line must occur
     exactly once (else the row is stale for this tree)."""
+    return _apply(m, src)[0]
+
+
+def sites(m, src):
+    """Where the mutant changed its file: {'FILE:LINE': the function that
+    line is in}, 1-based lines of the mutated text (a catch must be there)."""
+    text, hits = _apply(m, src)
+    lines = text.split("\n")
+    out = {}
+    for i in hits:
+        fn = ""
+        for j in range(i, -1, -1):
+            d = re.match(r"[A-Za-z_][^;]*?\b([A-Za-z_]\w*)\(", lines[j])
+            if d and not lines[j].rstrip().endswith(";") and not lines[j].startswith("#"):
+                fn = d.group(1)
+                break
+        out[f"{m.file}:{i + 1}"] = fn
+    return out
+
+
+def _apply(m, src):
     path = os.path.join(src, m.file)
     if not os.path.isfile(path):
         raise PipelineError(f"mutant {m.id}: {m.file} is not in {src}")
@@ -129,13 +150,15 @@ def apply(m, src):
         lo = starts[0]
         hi = next((i for i in range(lo, len(lines)) if lines[i] == "}"), len(lines))
         where = f"{m.func}() of {m.file}"
+    done = []
     for before, after in m.pairs:
         hits = [i for i in range(lo, hi) if lines[i] == before]
         if len(hits) != 1:
             raise PipelineError(f"mutant {m.id}: '{before.strip()}' occurs {len(hits)} times "
                                 f"in {where}, not once")
         lines[hits[0]] = after
-    return "\n".join(lines)
+        done.append(hits[0])
+    return "\n".join(lines), done
 
 
 def write_patch(m, src, outdir):

@@ -44,16 +44,48 @@ def anomalies(side, storms):
                for c in side.workloads.get(wl, {}).get("anomalies", []))
 
 
-def score(m, a, b):
+def _at_sites(side, key, at):
+    """The first of `at` (mutants.sites: 'FILE:LINE' -> function) that a B
+    report of race `key` has a frame in: a file:line its symbolized stack
+    (inlined frames too) names, or a frame in the mutated function."""
+    titles = {g["title"] for g in side.titles if (g["id"] or g["title"]) == key}
+    funcs = {fn for fn in at.values() if fn}
+    for r in side.reports:
+        if r["title"] not in titles:
+            continue
+        for acc in r["accesses"]:
+            for fr in acc["stack"]:
+                for w in fr.get("where", ()):
+                    loc = w.replace("(inlined by) ", "").split(" ")[0]
+                    hit = next((s for s in at if loc == s or loc.endswith("/" + s)), None)
+                    if hit:
+                        return hit
+                if fr.get("fn") in funcs:
+                    return next(s for s, fn in at.items() if fn == fr["fn"])
+    return None
+
+
+def score(m, a, b, at=None):
     """One build of m (a mutant or an emulated form) from A's and B's sides:
     {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
-    showed and A's did not (kcsan true), or anomalies where A had none."""
+    showed and A's did not, with a report at the mutated code (at: mutants.
+    sites; kcsan true), or anomalies where A had none. A new race elsewhere
+    is listed, not counted: a storm's rarer real races come and go."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
     new = sorted(set(rb) - set(ra))
+    if at is not None:
+        where = {k: _at_sites(b, k, at) for k in new}
+        elsewhere = [k for k in new if not where[k]]
+        new = [k for k in new if where[k]]
+    else:
+        where, elsewhere = {}, []
     extra = anomalies(b, m.storms) if not anomalies(a, m.storms) else 0
     firsts = [rb[k] for k in new if rb[k] is not None]
+    seen = [f"{k} at {where[k]}" if where.get(k) else k for k in new]
+    seen += [f"{extra} anomalies"] if extra else []
+    seen += [f"(new elsewhere, not counted: {', '.join(elsewhere)})"] if elsewhere else []
     out = {"verdict": "missed", "kcsan": bool(new), "first_s": min(firsts) if firsts else None,
-           "detail": ", ".join(new + ([f"{extra} anomalies"] if extra else []))}
+           "detail": ", ".join(seen)}
     for wl in m.storms:
         ops = b.workloads.get(wl, {}).get("ops_per_s") or []
         if not ops or not all(ops):
@@ -63,7 +95,8 @@ def score(m, a, b):
                     detail=m.reason + (f" (B showed: {out['detail']})" if out["detail"] else ""))
     if new or extra:
         return dict(out, verdict="caught")
-    return dict(out, detail="no new io_uring race and no anomaly in its storm")
+    return dict(out, detail="no new io_uring race at the mutated code and no anomaly in its "
+                "storm" + (f" {seen[-1]}" if elsewhere else ""))
 
 
 def counted(m, real, form):
@@ -167,7 +200,7 @@ def cmd_mutate(args):
             b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch,
                          os.path.join(rd, f"{arch}-{m.id}"), secs,
                          storms=tuple(s for s in storms if s[0] in m.storms))
-            runs[m.id] = score(m, a, b)
+            runs[m.id] = score(m, a, b, at=mutants.sites(m, src))
             print(f"{arch:7} {m.id:28} {m.cls:15} {','.join(m.storms):26} "
                   f"{runs[m.id]['verdict'].upper():20} {runs[m.id]['detail']}", flush=True)
         rows += score_rows(arch, mutants.with_forms(catalog_ms), runs)

@@ -134,6 +134,10 @@ Result run_pbuf(const Options& o) {
                     std::this_thread::yield();
                     continue;
                 }
+                // a random one of those waiting: handed back in order, each
+                // slot would get the same buffer every lap, and an entry read
+                // a lap late would look like the fresh one
+                std::swap(mine[rng() % mine.size()], mine.front());
                 put(mine.front());
                 mine.pop_front();
                 publish();

@@ -169,7 +169,8 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
     if symbols and side.reports:
         n = symbolize.symbolize(side.reports, kinfo, rec,
                                 {"uringrace": artifacts.kmod_path(parts[2])})
-        log(f"{arch}: {n} distinct frames placed to file:line by faddr2line")
+        log(f"{arch}: {n} distinct frames placed to file:line (nm + addr2line; faddr2line "
+            "for the module)")
     side = side.replace(arch=arch, tree=kinfo.identity, version=kinfo.version, expect=epath,
                         jobs=jobs, seconds_per_storm=int(secs))
     if side_ok(side):

@@ -163,27 +163,32 @@ class MutantScore(unittest.TestCase):
         from uringrace import mutants, mutate
         from uringrace.records import Side
 
+        # the flags race's report has a frame at the mutated line
+        at = {"f.c:7": "io_wq_worker_running"}
+        report = {"title": "f", "accesses": [{"stack": [
+            {"fn": "io_wq_worker_running", "where": ["f.c:7 (io_wq_worker_running)"]}]}]}
+
         def side(titles, ops=100, anomalies=()):
-            return Side(outcomes=[{"outcome": "pass"}], titles=titles, events=[], reports=[],
+            return Side(outcomes=[{"outcome": "pass"}], titles=titles, events=[],
+                        reports=[report],
                         workloads={"iowq-raw": {"ops_per_s": [ops],
                                                 "anomalies": list(anomalies)}})
         prep = {"id": "prep-async-work", "title": "p", "scope": "io_uring",
                 "by_workload": {"iowq-raw": {}}}
         flags = dict(prep, id="iowq-worker-flags", title="f")
         m = mutants.Mutant("m", "f.c", ("iowq-raw",), "b", "kcsan", "", (("x", "y"),))
-        a = side([prep])
         flags["by_workload"] = {"iowq-raw": {"count": 1, "first_s": 3.5}}
         a = side([prep])
-        hit = mutate.score(m, a, side([prep, flags]))
+        hit = mutate.score(m, a, side([prep, flags]), at)
         self.assertEqual(("caught", True, 3.5), (hit["verdict"], hit["kcsan"], hit["first_s"]))
-        self.assertEqual("missed", mutate.score(m, a, side([prep]))["verdict"])
-        odd = mutate.score(m, a, side([prep], anomalies=[{"x": 2}]))
+        self.assertEqual("missed", mutate.score(m, a, side([prep]), at)["verdict"])
+        odd = mutate.score(m, a, side([prep], anomalies=[{"x": 2}]), at)
         self.assertEqual(("caught", False), (odd["verdict"], odd["kcsan"]))
-        self.assertEqual("no work", mutate.score(m, a, side([prep, flags], ops=0))["verdict"])
+        self.assertEqual("no work", mutate.score(m, a, side([prep, flags], ops=0), at)["verdict"])
         hidden = mutants.Mutant("m", "f.c", ("iowq-raw",), "b", "not-observable", "TSO",
                                 (("x", "y"),))
         self.assertEqual("not observable here",
-                         mutate.score(hidden, a, side([prep, flags]))["verdict"])
+                         mutate.score(hidden, a, side([prep, flags]), at)["verdict"])
 
     def test_a_catch_must_be_at_the_mutated_code(self):
         from uringrace import mutants, mutate

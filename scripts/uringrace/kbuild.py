@@ -152,19 +152,16 @@ def build_patched(src, identity, rec, base):
     return info
 
 
-def _finished(identity, obj, key):
-    """The record of a finished build of an unpacked Debian tree (which
-    nothing edits: its sources are the package's), or None. make's own
-    no-change pass costs about 10 s per arch, for every side and every
-    mutant; a KSRC tree may change under us, so it always gets that pass."""
-    jpath = os.path.join(obj, "uringrace-build.json")
-    if not identity.startswith("debian:") or not os.path.exists(jpath):
+def _finished(identity, old, key):
+    """The KernelBuild of a finished build (its record `old`) of an unpacked
+    Debian tree (which nothing edits: its sources are the package's), or
+    None. make's own no-change pass costs about 10 s per arch, for every side
+    and every mutant; a KSRC tree may change under us, so it always gets that
+    pass."""
+    if not identity.startswith("debian:") or not old or old.get("key") != key \
+            or not os.path.exists(old.get("image", "")):
         return None
-    with open(jpath, encoding="utf-8") as f:
-        d = json.load(f)
-    if d.get("key") != key or not os.path.exists(d.get("image", "")):
-        return None
-    return KernelBuild(**dict(d, binds=(), seconds=0.0, compiled=0))
+    return KernelBuild(**dict(old, binds=(), seconds=0.0, compiled=0))
 
 
 def build(src, identity, rec):
@@ -175,18 +172,18 @@ def build(src, identity, rec):
     os.makedirs(obj, exist_ok=True)
     with open(os.path.join(obj, ".lock"), "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
-        done = _finished(identity, obj, key)
-        if done:
-            log(f"kernel ready: {done.image} (a finished build of an unpacked Debian tree)")
-            return done
-        t0 = time.time()
         jpath = os.path.join(obj, "uringrace-build.json")
         old = None
         if os.path.exists(jpath):
-            # kept only across a make that succeeds
             with open(jpath, encoding="utf-8") as f:
                 old = json.load(f)
-            os.unlink(jpath)
+        done = _finished(identity, old, key)
+        if done:
+            log(f"kernel ready: {done.image} (a finished build of an unpacked Debian tree)")
+            return done
+        if old is not None:
+            os.unlink(jpath)  # kept only across a make that succeeds
+        t0 = time.time()
         configure(src, obj, rec, key)
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()

@@ -92,10 +92,9 @@ def load(path):
     if len(ids) != len(set(ids)):
         raise PipelineError(f"{path}: a mutant id is used twice")
     for m in out:
-        if m.id.endswith(FORM_SUFFIX) and (m.id[:-len(FORM_SUFFIX)] not in ids
-                                           or m.cls != "emulated"):
+        if is_form(m) and (form_of(m) not in ids or m.cls != "emulated"):
             raise PipelineError(f"{path}: {m.id}: an emulated form needs class emulated and "
-                                f"its mutant {m.id[:-len(FORM_SUFFIX)]} in the catalog")
+                                f"its mutant {form_of(m)} in the catalog")
     return out
 
 
@@ -103,10 +102,22 @@ def is_form(m):
     return m.id.endswith(FORM_SUFFIX)
 
 
+def form_of(m):
+    """The id of the mutant an emulated form m is the form of."""
+    return m.id[:-len(FORM_SUFFIX)]
+
+
 def with_forms(ms):
     """[(mutant, its emulated form or None)] of a catalog's real mutants."""
-    forms = {m.id[:-len(FORM_SUFFIX)]: m for m in ms if is_form(m)}
+    forms = {form_of(m): m for m in ms if is_form(m)}
     return [(m, forms.get(m.id)) for m in ms if not is_form(m)]
+
+
+def _defines(line):
+    """The function a C line starting a definition defines (its first name
+    followed by '(', at column 0, no ';' at the end), or None."""
+    d = re.match(r"[A-Za-z_][^;]*?\b([A-Za-z_]\w*)\(", line)
+    return d.group(1) if d and not line.rstrip().endswith(";") else None
 
 
 def apply(m, src):
@@ -122,13 +133,8 @@ def sites(m, src):
     lines = text.split("\n")
     out = {}
     for i in hits:
-        fn = ""
-        for j in range(i, -1, -1):
-            d = re.match(r"[A-Za-z_][^;]*?\b([A-Za-z_]\w*)\(", lines[j])
-            if d and not lines[j].rstrip().endswith(";") and not lines[j].startswith("#"):
-                fn = d.group(1)
-                break
-        out[f"{m.file}:{i + 1}"] = fn
+        out[f"{m.file}:{i + 1}"] = next(filter(None, map(_defines, reversed(lines[:i + 1]))),
+                                        "")
     return out
 
 
@@ -141,9 +147,7 @@ def _apply(m, src):
     lo, hi, where = 0, len(lines), m.file
     if m.func:
         # a definition starts at column 0 and its body ends at the first '}' there
-        starts = [i for i, ln in enumerate(lines)
-                  if re.match(rf"[A-Za-z_].*\b{re.escape(m.func)}\(", ln)
-                  and not ln.rstrip().endswith(";")]
+        starts = [i for i, ln in enumerate(lines) if _defines(ln) == m.func]
         if len(starts) != 1:
             raise PipelineError(f"mutant {m.id}: function {m.func} is defined {len(starts)} "
                                 f"times in {m.file}, not once")

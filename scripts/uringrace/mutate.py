@@ -65,23 +65,19 @@ def _at_sites(side, key, at):
     return None
 
 
-def score(m, a, b, at=None):
+def score(m, a, b, at):
     """One build of m (a mutant or an emulated form) from A's and B's sides:
     {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
     showed and A's did not, with a report at the mutated code (at: mutants.
     sites; kcsan true), or anomalies where A had none. A new race elsewhere
     is listed, not counted: a storm's rarer real races come and go."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
-    new = sorted(set(rb) - set(ra))
-    if at is not None:
-        where = {k: _at_sites(b, k, at) for k in new}
-        elsewhere = [k for k in new if not where[k]]
-        new = [k for k in new if where[k]]
-    else:
-        where, elsewhere = {}, []
+    where = {k: _at_sites(b, k, at) for k in sorted(set(rb) - set(ra))}
+    elsewhere = [k for k, w in where.items() if not w]
+    new = [k for k, w in where.items() if w]
     extra = anomalies(b, m.storms) if not anomalies(a, m.storms) else 0
     firsts = [rb[k] for k in new if rb[k] is not None]
-    seen = [f"{k} at {where[k]}" if where.get(k) else k for k in new]
+    seen = [f"{k} at {where[k]}" for k in new]
     seen += [f"{extra} anomalies"] if extra else []
     seen += [f"(new elsewhere, not counted: {', '.join(elsewhere)})"] if elsewhere else []
     out = {"verdict": "missed", "kcsan": bool(new), "first_s": min(firsts) if firsts else None,
@@ -177,10 +173,14 @@ def cmd_mutate(args):
             raise PipelineError(f"MUTANTS: {', '.join(sorted(set(pick) - known))} not in {path}")
         # a mutant picked brings its emulated form
         todo = [m for m in catalog_ms if m.id in pick or
-                (mutants.is_form(m) and m.id[:-len(mutants.FORM_SUFFIX)] in pick)]
-    forms = {m.id[:-len(mutants.FORM_SUFFIX)] for m in todo if mutants.is_form(m)}
-    storms = storm_args(sorted({s for m in todo for s in m.storms
-                                if m.cls != "not-observable" or m.id in forms or m.id in pick}))
+                (mutants.is_form(m) and mutants.form_of(m) in pick)]
+    forms = {mutants.form_of(m) for m in todo if mutants.is_form(m)}
+
+    def runs_it(m):
+        # a not-observable mutant with no form: its reason is the verdict
+        # (MUTANTS= with its id builds and runs it all the same)
+        return m.cls != "not-observable" or m.id in forms or m.id in pick
+    storms = storm_args(sorted({s for m in todo if runs_it(m) for s in m.storms}))
     rd = run_dir(args, "mutate")
     rows, t_start = [], time.time()
     for arch in args.arch:
@@ -188,9 +188,7 @@ def cmd_mutate(args):
                      symbols=False, reuse=args.reuse_a)
         runs = {}
         for m in todo:
-            if m.cls == "not-observable" and m.id not in forms and m.id not in pick:
-                # nothing to run it for: no form, and its reason is the verdict
-                # (MUTANTS= with its id builds and runs it all the same)
+            if not runs_it(m):
                 runs[m.id] = {"verdict": "not observable here", "kcsan": False,
                               "first_s": None, "detail": m.reason + " (not run)"}
                 print(f"{arch:7} {m.id:28} {m.cls:15} {'-':26} NOT OBSERVABLE HERE  (not run)",
@@ -254,10 +252,11 @@ def cmd_bench_patch(args):
             compiled = b.compiled
         shutil.rmtree(kbuild.objdir_for(bid, rec), ignore_errors=True)
         t0 = time.time()
+        out = os.path.join(rd, f"{arch}-compare")
         res = subprocess.run(["python3", os.path.join(REPO, "scripts", "urr"), "--arch", arch,
                               "compare"], capture_output=True, text=True, check=False,
                              env={**os.environ, "PATCH": ",".join(patches), "REUSE_A": "1",
-                                  "OUT": os.path.join(rd, f"{arch}-compare")})
+                                  "OUT": out})
         verdict_s = time.time() - t0
         with open(os.path.join(rd, f"{arch}-compare.log"), "w", encoding="utf-8") as f:
             f.write(res.stdout + res.stderr)
@@ -267,7 +266,9 @@ def cmd_bench_patch(args):
                      "b_build_s": round(b_s, 1), "b_builds": [round(x, 1) for x in builds],
                      "b_compiled": compiled, "verdict_s": round(verdict_s, 1),
                      "compare_status": res.returncode,
-                     "a_reused": "side reused" in res.stderr + res.stdout,
+                     # run_side leaves this note in a side it reused
+                     "a_reused": os.path.exists(os.path.join(out, "compare-latest",
+                                                             f"{arch}-A", "reused-from")),
                      "peer_s": round(peer, 1)})
     print(f"{'arch':8} {'A cold':>9} {'A side':>8} {'B build':>9} {'compiled':>9} "
           f"{'verdict':>9} {'A reused':>9} {'peer':>8} {'ratio':>6}")

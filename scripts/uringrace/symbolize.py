@@ -40,6 +40,12 @@ def _shorten(loc, roots):
     return loc
 
 
+def _entry(m, roots):
+    """One 'where' entry from a LINE_RE match of addr2line's pretty output."""
+    return (f"{'(inlined by) ' if m.group('inl') else ''}{_shorten(m.group('loc'), roots)} "
+            f"({m.group('fn')})")
+
+
 def resolve(script, obj, frames, cross="", roots=()):
     """{'fn+off/len': ['file:line (fn)', '(inlined by) file:line (fn)', ...]}"""
     out = {}
@@ -60,8 +66,7 @@ def resolve(script, obj, frames, cross="", roots=()):
                 continue
             m = LINE_RE.match(line.strip())
             if m and cur is not None:
-                loc = _shorten(m.group("loc"), roots)
-                cur.append(f"{'(inlined by) ' if m.group('inl') else ''}{loc} ({m.group('fn')})")
+                cur.append(_entry(m, roots))
     return out
 
 
@@ -78,9 +83,8 @@ def _parse_pretty(lines, out, keys, roots):
             line = m.group(2)
         m = LINE_RE.match(line)
         if m and cur is not None and "??" not in m.group("loc"):
-            loc = _shorten(m.group("loc"), roots)
             for lst in cur:
-                lst.append(f"{'(inlined by) ' if m.group('inl') else ''}{loc} ({m.group('fn')})")
+                lst.append(_entry(m, roots))
 
 
 def resolve_vmlinux(obj, frames, cross="", roots=()):

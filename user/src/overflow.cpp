@@ -101,8 +101,8 @@ Result overflow_storm(const Options& o, bool defer) {
         unsigned got = 0;
         dog.arm(std::chrono::steady_clock::now());
         while (got < round) {
-            overflowed += ring.cq_overflowed();
-            taskrun += ring.taskrun_pending();
+            overflowed += ring.sq_flag(IORING_SQ_CQ_OVERFLOW);
+            taskrun += ring.sq_flag(IORING_SQ_TASKRUN);
             unsigned n = ring.reap(round, [&](const io_uring_cqe& c) {
                 if (c.user_data == 0 || c.user_data > round) {
                     bad++;

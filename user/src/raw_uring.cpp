@@ -136,12 +136,8 @@ bool RawRing::sq_needs_wakeup(Fence f) const {
     return load_after_store(sq_flags_, f, std::memory_order_relaxed) & IORING_SQ_NEED_WAKEUP;
 }
 
-bool RawRing::cq_overflowed() const {
-    return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_CQ_OVERFLOW;
-}
-
-bool RawRing::taskrun_pending() const {
-    return load(sq_flags_, std::memory_order_relaxed) & IORING_SQ_TASKRUN;
+bool RawRing::sq_flag(unsigned bit) const {
+    return load(sq_flags_, std::memory_order_relaxed) & bit;
 }
 
 unsigned RawRing::sq_unconsumed() const {

@@ -39,10 +39,10 @@ class RawRing {
     bool sq_needs_wakeup(Fence f = Fence::none) const;
     // SQEs published but not yet consumed by the kernel (tail - head).
     unsigned sq_unconsumed() const;
-    // IORING_SQ_CQ_OVERFLOW: completions wait in the kernel's overflow list.
-    bool cq_overflowed() const;
-    // IORING_SQ_TASKRUN: task work waits for this task to enter the kernel.
-    bool taskrun_pending() const;
+    // Is this IORING_SQ_* bit of sq_flags set (a relaxed load)? CQ_OVERFLOW:
+    // completions wait in the overflow list; TASKRUN: task work waits for
+    // this task to enter the kernel.
+    bool sq_flag(unsigned bit) const;
     // Reap up to max CQEs into fn(cqe); returns how many.
     template <typename F> unsigned reap(unsigned max, F&& fn);
     int fd() const { return fd_; }

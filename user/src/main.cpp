@@ -65,7 +65,9 @@ int main(int argc, char** argv) {
         rc |= emit(o, r);
         skipped += !r.skipped.empty();
     }
-    if (skipped == static_cast<int>(results.size()))
+    // skipped for want of io_uring, permission or the module: 4; a setup
+    // error (counted in "errors") stays an error even when nothing ran
+    if (rc == 0 && skipped == static_cast<int>(results.size()))
         return 4;
     return rc;
 }

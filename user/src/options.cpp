@@ -29,7 +29,8 @@ std::string usage() {
     std::ostringstream o;
     o << "usage: uringrace <workload> [options]\n\nworkloads:\n";
     for (const auto& [name, help] : workloads())
-        o << "  " << name << std::string(16 - name.size(), ' ') << help << "\n";
+        o << "  " << name << std::string(name.size() < 16 ? 16 - name.size() : 1, ' ') << help
+          << "\n";
     o << "\noptions:\n"
          "  --threads N      threads (1..64, default 2)\n"
          "  --duration S     wall-time bound in seconds (0.01..3600, default 5)\n"
@@ -48,11 +49,13 @@ std::string usage() {
     for (const auto& p : litmus_protocols())
         o << p << ", ";
     o << "or both (default)\n"
-         "  --until-witness  litmus: stop at the first witness (duration: the limit)\n"
+         "  --until-witness  litmus, bpf_ringbuf*: stop at the first witness or lost\n"
+         "                   notification (duration: the limit)\n"
          "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
          "  --aim-before-ns N, --aim-after-ns N  sqpoll_aim: submit from N ns before\n"
-         "                   to N ns after the tick edge (0..4000000; default 0, 1300)\n"
+         "                   to N ns after the tick edge (0..4000000; default 0, 1300);\n"
+         "                   bpf_ringbuf*: the consumer's callback spins 0..after ns\n"
          "  --aim-edge 0|1|2 sqpoll_aim: aim at the 1st or 2nd tick edge after the\n"
          "                   thread's last work (0: both, default)\n"
          "  --json           one 'uringrace-result {json}' line per result\n"

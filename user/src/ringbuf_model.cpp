@@ -16,25 +16,13 @@ uint64_t ringbuf_consume(uringrace_ring_hdr* r, uringrace_entry* e, const RingMa
     while (!b.over(cons)) {
         // an edge that comes after this point wakes the wait below
         uint32_t seen = load(&r->notifications, std::memory_order_acquire);
-        bool got;
-        do {
-            got = false;
-            // libbpf: the producer position after the consumer's store
-            uint32_t prod = load_after_store(&r->tail, f, std::memory_order_acquire);
-            while (cons != prod) {
-                uringrace_entry* rec = &e[m.slot(cons)];
-                __u64 len = load(&rec->seq_end, std::memory_order_acquire);
-                if (!len)
-                    goto wait; // busy: not committed yet
-                cons++;
-                got = true;
-                store(&r->head, cons, std::memory_order_release);
-                store_to_load(f);
-            }
-            // reorder (EMULATED): the producer position this decision rests on
-            // was loaded before the consumer's store, as a store buffer allows
-        } while (got && f != Fence::reorder);
-    wait:
+        libbpf_process(
+            cons, f,
+            [&](Fence g) { return load_after_store(&r->tail, g, std::memory_order_acquire); },
+            [&](uint32_t c) {
+                return uint32_t(load(&e[m.slot(c)].seq_end, std::memory_order_acquire) != 0);
+            },
+            [](uint32_t) {}, [&](uint32_t c) { store(&r->head, c, std::memory_order_release); });
         Watchdog dog{std::chrono::milliseconds(wd_ms)};
         dog.arm(clock_type::now());
         while (load(&r->notifications, std::memory_order_acquire) == seen && !b.over(0)) {

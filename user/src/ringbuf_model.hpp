@@ -14,6 +14,36 @@
 
 namespace uringrace {
 
+// libbpf's ringbuf_process_ring() (1.1, as Debian ships it), on any ring:
+// load the producer position (after the consumer's store: the form f may
+// make it an RMW), then for each record whose header is committed call
+// consume(cons), advance cons by its length and store cons (release), with
+// the form's fence after that store; a busy header (header() returns 0) ends
+// it, and so does a pass that found nothing. The load that decides "nothing
+// more, sleep" is thus the one right after the last store: the SB pair with
+// the producer's commit, which notifies only a consumer it sees caught up.
+// reorder (EMULATED): one pass only, so the decision rests on a producer
+// position loaded before the consumer's store, as a store buffer allows.
+template <typename Pos, typename ProdAfterStore, typename Header, typename Consume, typename Store>
+void libbpf_process(Pos& cons, Fence f, ProdAfterStore&& prod_after_store, Header&& header,
+                    Consume&& consume, Store&& store_cons) {
+    bool got;
+    do {
+        got = false;
+        Pos prod = prod_after_store(f);
+        while (cons != prod) {
+            Pos len = header(cons);
+            if (!len)
+                return; // busy: not committed yet
+            consume(cons);
+            cons += len;
+            got = true;
+            store_cons(cons);
+            store_to_load(f);
+        }
+    } while (got && f != Fence::reorder);
+}
+
 // libbpf's ringbuf_process_ring(), then an edge-triggered wait for a
 // notification; a wait of wd_ms with the record at our position committed
 // and decided, and no notification, counts one in lost. Returns records.

@@ -61,13 +61,6 @@ void spin_until(int64_t t_ns) {
         ;
 }
 
-bool pin_self(unsigned cpu) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
-}
-
 } // namespace
 
 Result run_sqpoll_aim(const Options& o) {

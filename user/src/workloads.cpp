@@ -36,17 +36,20 @@ bool Budget::over(uint64_t ops) const {
            std::chrono::steady_clock::now() >= deadline;
 }
 
+bool pin_self(unsigned cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
+}
+
 void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn) {
     std::vector<std::thread> ts;
     unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; i++) {
         ts.emplace_back([&, i] {
-            if (pin) {
-                cpu_set_t set;
-                CPU_ZERO(&set);
-                CPU_SET(i % ncpu, &set);
-                pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
-            }
+            if (pin)
+                pin_self(i % ncpu);
             fn(i);
         });
     }
@@ -345,6 +348,12 @@ const std::vector<RealWorkload>& real_workloads() {
          run_overflow},
         {"overflow_defer", "overflow on a DEFER_TASKRUN ring (local task work)",
          run_overflow_defer},
+        {"bpf_ringbuf",
+         "a real BPF ring buffer: libbpf's consumer loop (--fence F), EPOLLET wait; counts lost "
+         "notifications",
+         run_bpf_ringbuf},
+        {"bpf_ringbuf_libbpf", "the same with libbpf's ring_buffer__poll (level-triggered)",
+         run_bpf_ringbuf_libbpf},
     };
     return w;
 }

@@ -23,6 +23,9 @@ struct Budget {
     bool over(uint64_t ops) const;
 };
 
+// Pin the calling thread to one CPU; false if the kernel refused.
+bool pin_self(unsigned cpu);
+
 // Run fn(thread index) on n threads, pinned round-robin if asked.
 void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn);
 
@@ -35,6 +38,8 @@ Result run_cq_sqpoll(const Options& o);
 Result run_pbuf(const Options& o);
 Result run_overflow(const Options& o);
 Result run_overflow_defer(const Options& o);
+Result run_bpf_ringbuf(const Options& o);
+Result run_bpf_ringbuf_libbpf(const Options& o);
 
 // The workloads on the running kernel's own io_uring: the one list of their
 // names, help lines and runners (usage and main read it).

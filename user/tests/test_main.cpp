@@ -5,6 +5,7 @@
 #include "options.hpp"
 #include "report.hpp"
 #include "ring.hpp"
+#include "ringbuf_model.hpp"
 #include "workloads.hpp"
 
 using namespace uringrace;
@@ -115,6 +116,33 @@ TEST(Fences, EveryFormHasOneNameAndTheLoadFormsReadTheValue) {
     EXPECT_EQ("forbidden", fence_model(Fence::fetch_xor, "sqpoll_aim"));
     EXPECT_EQ("allowed", fence_model(Fence::fetch_xor, "model:ringbuf_notify"));
     EXPECT_EQ("forbidden", fence_model(Fence::on, "litmus:ringbuf_notify"));
+}
+
+// libbpf's loop, on a ring of unit records: the producer publishes record 1
+// while the consumer's callback handles record 0. Every ordered form reads
+// the producer position again after its store and takes record 1; the
+// EMULATED reorder decides on the position read before its store (stops at
+// 1: a lost notification if the producer then saw it behind); a busy header
+// ends the pass.
+TEST(RingbufConsumer, ReorderDecidesOnTheStalePositionAndBusyStops) {
+    for (Fence f : {Fence::on, Fence::none, Fence::acq_rel, Fence::reorder}) {
+        uint32_t prod = 1, stored = 0, cons = 0;
+        std::vector<uint32_t> committed{1, 1, 0};
+        libbpf_process(
+            cons, f, [&](Fence) { return prod; }, [&](uint32_t c) { return committed[c]; },
+            [&](uint32_t c) {
+                if (c == 0)
+                    prod = 2;
+            },
+            [&](uint32_t c) { stored = c; });
+        EXPECT_EQ(f == Fence::reorder ? 1u : 2u, cons) << fence_name(f);
+        EXPECT_EQ(cons, stored) << fence_name(f);
+        prod = 3; // record 2 reserved, its header still busy
+        libbpf_process(
+            cons, f, [&](Fence) { return prod; }, [&](uint32_t c) { return committed[c]; },
+            [](uint32_t) {}, [&](uint32_t c) { stored = c; });
+        EXPECT_EQ(2u, cons) << fence_name(f);
+    }
 }
 
 TEST(Watchdog, FiresOncePerArmingAfterTheLimit) {

@@ -32,7 +32,7 @@ struct Options {
     std::string label;             // --label: carried into the result line
     unsigned aim_before_ns = 0;    // sqpoll_aim: offsets swept from -before ...
     unsigned aim_after_ns = 1300;  // ... to +after ns around the tick edge
-    unsigned aim_edge = 0;         // sqpoll_aim: the 1st or 2nd tick edge, 0 both
+    unsigned aim_edge = 2;         // sqpoll_aim: the 1st or 2nd tick edge, 0 both
     unsigned reorder_ns = 1000;    // --fence reorder: load, then store this much later
 };
 

@@ -83,6 +83,14 @@ class PatchedTree(unittest.TestCase):
             with open(os.path.join(a, "kernel", "f.c"), encoding="utf-8") as f:
                 self.assertEqual("one\ntwo\n", f.read())
             self.assertEqual((b, ident), tree.patched(a, "path:a", [good]))  # cached
+            # only the patched file is B's own: the one made newer than A's
+            # objects before B's first build
+            with open(os.path.join(a, "kernel", "g.c"), "w", encoding="utf-8") as f:
+                f.write("three\n")
+            os.link(os.path.join(a, "kernel", "g.c"), os.path.join(b, "kernel", "g.c"))
+            self.assertEqual([os.path.join(b, "kernel", "f.c")], tree.changed_files(b, a))
+            os.unlink(os.path.join(a, "kernel", "g.c"))
+            os.unlink(os.path.join(b, "kernel", "g.c"))
             with self.assertRaisesRegex(PipelineError, "bad.patch does not apply"):
                 tree.patched(a, "path:a", [bad])
             with self.assertRaisesRegex(PipelineError, "no such file"):

@@ -123,6 +123,23 @@ def patched(src, identity, patches):
     return dest, f"{identity}+patch:{key}"
 
 
+def changed_files(b, a):
+    """The files of tree B (made by patched()) that are not A's: the ones a
+    patch replaced or added (hard links share A's inode)."""
+    out = []
+    for root, _, files in os.walk(b):
+        there = os.path.join(a, os.path.relpath(root, b))
+        for f in files:
+            mine = os.path.join(root, f)
+            try:
+                same = os.lstat(mine).st_ino == os.lstat(os.path.join(there, f)).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:
+                out.append(mine)
+    return out
+
+
 def resolve(ksrc, kver):
     """Return (source dir, identity string, version)."""
     if ksrc:

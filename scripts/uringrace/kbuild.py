@@ -127,7 +127,7 @@ def build_patched(src, identity, rec, base):
     # one builder of B at a time, the copy included (a sibling lock file)
     with open(obj + ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
-        copied = []  # B's own sources, when its objects are a fresh copy of A's
+        own = []  # B's own sources (not A's), when its objects are a fresh copy of A's
         if not os.path.exists(os.path.join(obj, "vmlinux")):
             tmp = obj + ".partial"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -137,8 +137,8 @@ def build_patched(src, identity, rec, base):
             # make goes by mtimes: B's patched sources may be older than A's
             # objects (a tree B kept from before A was rebuilt), and then
             # nothing would recompile and B would be A. Newer than the copy:
-            copied = changed_files(src, base.src)
-            for path in copied:
+            own = changed_files(src, base.src)
+            for path in own:
                 os.utime(path)
             os.rename(tmp, obj)
         logf = os.path.join(obj, "build.log")
@@ -152,10 +152,10 @@ def build_patched(src, identity, rec, base):
         _make(base.src, base.objdir, rec, list(rec.ktargets), logf, binds)
         compiled = [line.split()[-1] for line in read(logf).splitlines()
                     if re.match(r"\s+(CC|AS|CC \[M\])\s", line)]
-        if copied and not compiled and any(p.endswith((".c", ".h", ".S")) for p in copied):
+        if own and not compiled and any(p.endswith((".c", ".h", ".S")) for p in own):
             shutil.rmtree(obj, ignore_errors=True)  # B would be A: keep nothing of it
             raise PipelineError(f"tree B built from A's objects compiled nothing, though the "
-                                f"patch changed {', '.join(copied[:4])}: B would be A")
+                                f"patch changed {', '.join(own[:4])}: B would be A")
     info = KernelBuild(src=src, identity=identity, arch=rec.arch, key=key, objdir=obj,
                        image=os.path.join(obj, rec.kimage), vmlinux=os.path.join(obj, "vmlinux"),
                        seconds=round(time.time() - t0, 1), compiled=len(compiled), binds=binds)

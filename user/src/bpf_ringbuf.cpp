@@ -1,6 +1,6 @@
 // uringrace: seed 003 on the running kernel's own BPF ring buffer.
 //
-// A BPF_MAP_TYPE_RINGBUF and a four-instruction socket filter that writes one
+// A BPF_MAP_TYPE_RINGBUF and a ten-instruction socket filter that writes one
 // 8-byte record into it with bpf_ringbuf_output(flags 0): the kernel's
 // bpf_ringbuf_commit() clears the header's busy bit with xchg() (a full
 // barrier), then loads consumer_pos and wakes the map's wait queue only if
@@ -181,9 +181,7 @@ struct Aim {
     void callback() {
         delay_ns = range_ns ? rng() % (uint64_t(range_ns) + 1) : 0;
         in_callback.fetch_add(1, std::memory_order_release);
-        auto until = clock_type::now() + std::chrono::nanoseconds(delay_ns);
-        while (clock_type::now() < until)
-            ;
+        spin_for(delay_ns);
     }
 };
 

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -90,6 +91,13 @@ template <typename T> inline T load_after_store(T* p, Fence f, std::memory_order
     return std::atomic_ref<T>(*p).load(o);
 }
 
+// Busy-wait ns nanoseconds (a window widened on purpose: no sleep, no yield).
+inline void spin_for(uint64_t ns) {
+    auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
+    while (std::chrono::steady_clock::now() < until)
+        ;
+}
+
 // The application's store, then its load, in the form f: publish() stores,
 // observe() loads (observe(f) may make the load an RMW); the reorder form
 // loads first and stores reorder_ns later.
@@ -97,9 +105,7 @@ template <typename Publish, typename Observe>
 inline auto store_then_load(Fence f, unsigned reorder_ns, Publish&& publish, Observe&& observe) {
     if (f == Fence::reorder) {
         auto seen = observe(f);
-        auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(reorder_ns);
-        while (std::chrono::steady_clock::now() < until)
-            ;
+        spin_for(reorder_ns);
         publish();
         return seen;
     }

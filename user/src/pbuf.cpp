@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "fences.hpp"
 #include "raw_uring.hpp"
 #include "ring.hpp"
 #include "workloads.hpp"
@@ -142,9 +143,7 @@ Result run_pbuf(const Options& o) {
                 mine.pop_front();
                 publish();
                 avail.fetch_add(1, std::memory_order_release);
-                auto until = clock_type::now() + std::chrono::nanoseconds(rng() % 50000);
-                while (clock_type::now() < until)
-                    ;
+                spin_for(rng() % 50000);
             }
             return;
         }

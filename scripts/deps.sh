@@ -9,7 +9,8 @@ PKGS=(make gcc g++ python3 flex bison bc cpio libelf-dev libssl-dev rsync
 	linux-source-6.12 linux-source-6.1
 	qemu-system-x86 qemu-system-arm
 	gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
-	busybox-static liburing-dev liburing-dev:arm64 libbpf-dev
+	busybox-static liburing-dev liburing-dev:arm64
+	libbpf-dev libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev zlib1g-dev:arm64
 	libgtest-dev clang-format shellcheck chromium)
 
 missing=()

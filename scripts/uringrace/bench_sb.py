@@ -5,7 +5,7 @@ the host CPU and in each guest, side by side: SB litmus witnesses per
 million, lost wake-ups per minute of the real SQ thread of the running
 kernel (sqpoll_aim), lost notifications of the ringbuf model and of the
 running kernel's real BPF ring buffer (bpf_ringbuf), and libbpf's own
-level-triggered poll (host only: the guests' static driver has no libbpf). Each
+level-triggered poll (linked statically into the guests' driver). Each
 figure with the attempts behind it; what the C++ model says of each form
 comes from the driver. Printed, never asserted."""
 

@@ -76,6 +76,7 @@ def host_leg(tally, workdir):
         tally.add(f"host: {proto} store buffering seen without it", woff > 0, detail)
     _ringbuf_model(tally, drv)
     _bpf_ringbuf(tally, drv)
+    _defer_wait(tally, drv)
     rc, got = run_driver_host(drv, ["sqpoll", "--duration", "2", "--fence", "on"])
     if rc == 4:
         tally.add("host: real SQPOLL storm, fence on: SKIPPED (not a pass)", False,
@@ -181,6 +182,23 @@ def _bpf_ringbuf(tally, drv):
               lost["libbpf"] == 0 and ops["libbpf"] > 10000, detail)
 
 
+def _defer_wait(tally, drv):
+    """DEFER_TASKRUN's wake-up on the host's kernel and CPU: the write aimed
+    0-3 us after the waiter is cued, none may be lost (nor stall) in 10 s.
+    Its detector is shown to fire by the patch loop's emulated mutant."""
+    rc, rows = run_driver_host(drv, ["defer_wait", "--duration", "10", "--aim-after-ns", "3000",
+                                     "--watchdog-ms", "20"])
+    r = rows[0] if rows else {"ops": 0, "anomalies": {}, "counts": {}, "skipped": "no result"}
+    name = "host: DEFER_TASKRUN wake-up (defer_wait) loses none"
+    if rc or r.get("skipped"):
+        tally.add(name + ": did not run (not a pass)", False, f"exit {rc}: {r.get('skipped', '')}")
+        return
+    a = r["anomalies"]
+    tally.add(name, r["anomaly_total"] == 0 and r["ops"] > 10000,
+              f"{a.get('lost_wakeups')} lost, {a.get('stalled')} stalled in {r['ops']} attempts "
+              f"({r['counts'].get('late_writer')} with the writer late)")
+
+
 def _symbolize_step(arch, rep, rec, kinfo, work):
     """faddr2line with this build's module (and cross binutils on arm64): the
     top frame of the module's KCSAN reports must come back as kmod/<file>.c:line."""
@@ -244,8 +262,10 @@ PATCH_STEP_SECONDS = "20"
 # The catalog's first kcsan mutant (KCSAN catches the real mutant) on the
 # first arch; seed 000's kernel-side emulated reordering (the SQ thread loads
 # the tail before it sets NEED_WAKEUP: lost wake-ups counted by sqpoll-aim)
-# on every arch.
-PATCH_STEPS = (("first kcsan", "first"), ("sqpoll-no-mb-emulated", "every"))
+# on every arch; DEFER_TASKRUN's (the waiter loads the work list before it
+# stores cq_wait_nr: lost wake-ups counted by defer-wait) on the first.
+PATCH_STEPS = (("first kcsan", "first"), ("sqpoll-no-mb-emulated", "every"),
+               ("defer-wait-no-mb-emulated", "first"))
 
 
 def _step_mutant(ms, which):

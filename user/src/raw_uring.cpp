@@ -122,6 +122,18 @@ int RawRing::enter(unsigned to_submit, unsigned min_complete, unsigned flags) {
     return r < 0 ? -errno : r;
 }
 
+int RawRing::wait(unsigned min_complete, uint64_t timeout_ns) {
+    __kernel_timespec ts{};
+    ts.tv_sec = static_cast<long long>(timeout_ns / 1000000000);
+    ts.tv_nsec = static_cast<long long>(timeout_ns % 1000000000);
+    io_uring_getevents_arg arg{};
+    arg.ts = reinterpret_cast<uint64_t>(&ts);
+    int r =
+        static_cast<int>(syscall(__NR_io_uring_enter, fd_, 0, min_complete,
+                                 IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG, &arg, sizeof(arg)));
+    return r < 0 ? -errno : 0;
+}
+
 int RawRing::register_op(unsigned opcode, void* arg, unsigned nr_args) {
     int r = static_cast<int>(syscall(__NR_io_uring_register, fd_, opcode, arg, nr_args));
     return r < 0 ? -errno : r;

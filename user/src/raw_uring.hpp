@@ -29,6 +29,9 @@ class RawRing {
     // Publish queued SQEs: the tail store-release the kernel pairs with.
     unsigned flush();
     int enter(unsigned to_submit, unsigned min_complete, unsigned flags);
+    // Wait for min_complete CQEs at most timeout_ns (IORING_ENTER_EXT_ARG):
+    // 0, -ETIME when the time ran out, or another -errno.
+    int wait(unsigned min_complete, uint64_t timeout_ns);
     // io_uring_register(2); returns its result or -errno.
     int register_op(unsigned opcode, void* arg, unsigned nr_args);
     // Submit and wait for `wait` completions (not for SQPOLL rings).

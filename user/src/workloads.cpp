@@ -348,6 +348,10 @@ const std::vector<RealWorkload>& real_workloads() {
          run_overflow},
         {"overflow_defer", "overflow on a DEFER_TASKRUN ring (local task work)",
          run_overflow_defer},
+        {"defer_wait",
+         "DEFER_TASKRUN: a pipe write's local work wakes the task waiting for it (aimed); counts "
+         "lost wake-ups",
+         run_defer_wait},
         {"bpf_ringbuf",
          "a real BPF ring buffer: libbpf's consumer loop (--fence F), EPOLLET wait; counts lost "
          "notifications",

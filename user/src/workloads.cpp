@@ -340,6 +340,8 @@ const std::vector<RealWorkload>& real_workloads() {
         {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)",
          run_sqpoll_aim},
         {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free", run_iowq},
+        {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
+         run_iowq_hashed},
         {"cq", "one CQ reaped by several threads", run_cq},
         {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads",
          run_cq_sqpoll},

@@ -1,0 +1,107 @@
+// uringrace: io-wq's hashed work. Buffered writes to a regular file are
+// hashed by inode: io-wq runs one hash's work on one worker at a time, and a
+// worker that finds only busy hashes marks its queue stalled
+// (IO_ACCT_STALLED_BIT) and waits on the hash; the worker that finishes a
+// hash clears its bit in the ring's hash map and the stalled mark, under a
+// different lock than the one that set them.
+//
+// o.threads threads, one ring each (each thread its own io-wq; the hash map
+// is the ring's): batches of IOSQE_ASYNC 512-byte writes into two shared
+// files (two hashes) mixed with IOSQE_ASYNC NOPs (unhashed work a free
+// worker may take while the hashes are busy), with idle gaps so that
+// workers exit and are created again. Every CQE must carry its own result:
+// 512 for a write, 0 for a NOP.
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "raw_uring.hpp"
+#include "workloads.hpp"
+
+namespace uringrace {
+
+Result run_iowq_hashed(const Options& o) {
+    Result r = base(o, "raw");
+    int files[2] = {-1, -1};
+    for (int& fd : files) {
+        char path[] = "/tmp/uringrace-hashed-XXXXXX";
+        fd = mkstemp(path);
+        if (fd < 0) {
+            r.skipped = std::string("mkstemp: ") + std::strerror(errno);
+            for (int f : files)
+                if (f >= 0)
+                    close(f);
+            return r;
+        }
+        unlink(path);
+    }
+    constexpr unsigned kLen = 512, kSlots = 64;
+    std::atomic<uint64_t> ops{0}, bad{0}, writes{0};
+    std::atomic<int> err{0};
+    Budget budget(o);
+    auto t0 = std::chrono::steady_clock::now();
+    run_threads(o.threads, o.pin, [&](unsigned t) {
+        std::mt19937_64 rng(o.seed + t);
+        const unsigned batch = std::min(32u, o.entries);
+        std::vector<char> data(kLen, static_cast<char>('a' + t % 26));
+        RawRing ring;
+        if (int e = ring.init(o.entries); e) {
+            err.store(e);
+            return;
+        }
+        std::vector<int> want(batch + 1);
+        while (!budget.over(ops.load(std::memory_order_relaxed))) {
+            unsigned w = 0;
+            for (unsigned i = 0; i < batch; i++) {
+                io_uring_sqe* sqe = ring.get_sqe();
+                sqe->flags = IOSQE_ASYNC;
+                sqe->user_data = i + 1;
+                if (rng() % 3) {
+                    sqe->opcode = IORING_OP_WRITE;
+                    sqe->fd = files[rng() % 2];
+                    sqe->addr = reinterpret_cast<uint64_t>(data.data());
+                    sqe->len = kLen;
+                    sqe->off = (rng() % kSlots) * kLen;
+                    want[i + 1] = kLen;
+                    w++;
+                } else {
+                    sqe->opcode = IORING_OP_NOP;
+                    want[i + 1] = 0;
+                }
+            }
+            if (int e = ring.submit_and_wait(batch); e < 0) {
+                err.store(e);
+                break;
+            }
+            unsigned got = 0;
+            uint64_t mybad = 0;
+            while (got < batch)
+                got += ring.reap(batch - got, [&](const io_uring_cqe& c) {
+                    if (c.user_data == 0 || c.user_data > batch || c.res != want[c.user_data])
+                        mybad++;
+                });
+            bad.fetch_add(mybad, std::memory_order_relaxed);
+            writes.fetch_add(w, std::memory_order_relaxed);
+            ops.fetch_add(got, std::memory_order_relaxed);
+            if (rng() % 4 == 0) // idle gap: workers go free, exit, come back
+                std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
+        }
+    });
+    for (int f : files)
+        close(f);
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.counts["writes"] = writes.load();
+    if (err.load() && unavailable(err.load()) && r.ops == 0)
+        r.skipped = skip_reason(err.load(), "io_uring_setup");
+    else if (err.load())
+        r.counts["errors"] = 1;
+    return r;
+}
+
+} // namespace uringrace

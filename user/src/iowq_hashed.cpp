@@ -97,10 +97,7 @@ Result run_iowq_hashed(const Options& o) {
     r.ops = ops.load();
     r.anomalies["bad_cqe"] = bad.load();
     r.counts["writes"] = writes.load();
-    if (err.load() && unavailable(err.load()) && r.ops == 0)
-        r.skipped = skip_reason(err.load(), "io_uring_setup");
-    else if (err.load())
-        r.counts["errors"] = 1;
+    settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }
 

@@ -76,6 +76,13 @@ bool unavailable(int err) {
     return err == -ENOSYS || err == -EPERM || err == -EACCES;
 }
 
+void settle_setup_error(Result& r, int err, const char* what) {
+    if (err && unavailable(err) && r.ops == 0)
+        r.skipped = skip_reason(err, what);
+    else if (err)
+        r.counts["errors"] = 1;
+}
+
 Result base(const Options& o, const char* path) {
     Result r;
     r.workload = o.workload;
@@ -169,10 +176,7 @@ Result nop_storm(const Options& o, uint8_t sqe_flags, bool gaps) {
     r.seconds = since(t0);
     r.ops = ops.load();
     r.anomalies["bad_cqe"] = bad.load();
-    if (err.load() && unavailable(err.load()) && r.ops == 0)
-        r.skipped = skip_reason(err.load(), "io_uring_setup");
-    else if (err.load())
-        r.counts["errors"] = 1;
+    settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }
 
@@ -437,8 +441,7 @@ Result run_read(const Options& o) {
     r.seconds = since(t0);
     r.ops = ops.load();
     r.anomalies["short_reads"] = bad.load();
-    if (err.load() && r.ops == 0)
-        r.skipped = skip_reason(err.load(), "io_uring_queue_init");
+    settle_setup_error(r, err.load(), "io_uring_queue_init");
     return r;
 }
 

@@ -62,6 +62,9 @@ Result base(const Options& o, const char* path);
 double since(std::chrono::steady_clock::time_point t0);
 std::string skip_reason(int err, const char* what);
 bool unavailable(int err);
+// A threaded storm's setup error err (0: none): a skip when the kernel lacks
+// the feature and no work was done, else an error (never a pass).
+void settle_setup_error(Result& r, int err, const char* what);
 bool sq_thread_asleep();
 
 // A stall watchdog: armed when a submission is made, it reports a stall when

@@ -198,6 +198,36 @@ class MutantScore(unittest.TestCase):
         self.assertEqual("not observable here",
                          mutate.score(hidden, a, side([prep, flags]), at)["verdict"])
 
+    def test_a_crash_in_io_uring_code_is_a_catch_and_one_elsewhere_is_not(self):
+        from uringrace import mutants, mutate
+        from uringrace.records import Side
+        oops = ("[   36.8] BUG: kernel NULL pointer dereference, address: 0000000000000020\n"
+                "[   36.8] RIP: 0010:{fn}+0x95/0x890\n[   36.8] Call Trace:\n"
+                "[   36.8]  {caller}+0x3d/0x130\n[   36.9] Kernel panic - not syncing: Fatal\n")
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+
+        def side(outcome, text):
+            d = tempfile.mkdtemp(dir=tmp)
+            with open(os.path.join(d, "console.log"), "w", encoding="utf-8") as f:
+                f.write(text)
+            return Side(outcomes=[{"outcome": outcome, "dir": d}], titles=[], events=[],
+                        reports=[], workloads={"s": {"ops_per_s": [], "anomalies": []}})
+        m = mutants.Mutant("m", "f.c", ("s",), "b", "kcsan", "", (("x", "y"),))
+        a = side("pass", "")
+        got = mutate.score(m, a, side("panic", oops.format(fn="__io_read", caller="io_read")), {})
+        self.assertEqual("caught", got["verdict"])
+        self.assertIn("NULL pointer dereference", got["detail"])
+        self.assertIn("at __io_read", got["detail"])
+        # arm64's pc line, an io_uring caller only
+        arm = oops.replace("RIP: 0010:", "pc : ").format(fn="memcpy", caller="io_issue_sqe")
+        self.assertEqual("caught", mutate.score(m, a, side("panic", arm), {})["verdict"])
+        # a crash with no io_uring on its stack, or one A has too: no verdict
+        other = side("panic", oops.format(fn="virtqueue_get_buf", caller="vring_interrupt"))
+        self.assertEqual("no work", mutate.score(m, a, other, {})["verdict"])
+        both = side("panic", oops.format(fn="__io_read", caller="io_read"))
+        self.assertEqual("no work", mutate.score(m, both, both, {})["verdict"])
+
     def test_a_catch_must_be_at_the_mutated_code(self):
         from uringrace import mutants, mutate
         from uringrace.records import Side

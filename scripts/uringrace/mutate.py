@@ -8,6 +8,7 @@ none; class not-observable is never counted as caught, whatever it shows."""
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -16,6 +17,8 @@ import time
 from . import catalog, html, kbuild, mutants, tree
 from .common import REPO, PipelineError
 from .guest import kernel_for, run_dir
+from .qemu import PANIC_RE
+from .records import Outcome
 from .storms import run_side
 
 
@@ -65,11 +68,42 @@ def _at_sites(side, key, at):
     return None
 
 
+# the faulting function of an oops: x86-64's RIP line, arm64's pc line
+_FAULT_RE = re.compile(r"(?:RIP: [0-9a-f]+:|pc : )([\w.]+)\+0x")
+
+
+def crash(side):
+    """'kernel crash: <first panic line>, at <function>' when a guest of the
+    side died (panic, oops, BUG) with io_uring code on the dying stack (its
+    faulting function or a frame of its call trace); else None. A crash the
+    mutant causes is the storm catching it; one elsewhere is no verdict."""
+    for o in side.outcomes:
+        if o["outcome"] != Outcome.PANIC:
+            continue
+        try:
+            with open(os.path.join(o["dir"], "console.log"), encoding="utf-8",
+                      errors="replace") as f:
+                con = f.read()
+        except OSError:
+            continue
+        hit = PANIC_RE.search(con)
+        if not hit:
+            continue
+        tail = con[hit.start():]
+        line = tail.splitlines()[0].split("] ", 1)[-1].strip()
+        fault = _FAULT_RE.search(tail)
+        frames = re.findall(r"^\S*\s*\[[ \d.]+\]\s+(io_\w+|__io_\w+)\+0x", tail[:6000], re.M)
+        if (fault and "io_" in fault.group(1)) or frames:
+            return f"kernel crash: {line}, at {fault.group(1) if fault else frames[0]}"
+    return None
+
+
 def score(m, a, b, at):
     """One build of m (a mutant or an emulated form) from A's and B's sides:
     {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
     showed and A's did not, with a report at the mutated code (at: mutants.
-    sites; kcsan true), or anomalies where A had none. A new race elsewhere
+    sites; kcsan true), anomalies where A had none, or a guest of B killed by
+    a crash in io_uring code (crash()) where A's lived. A new race elsewhere
     is listed, not counted: a storm's rarer real races come and go."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
     where = {k: _at_sites(b, k, at) for k in sorted(set(rb) - set(ra))}
@@ -82,6 +116,9 @@ def score(m, a, b, at):
     seen += [f"(new elsewhere, not counted: {', '.join(elsewhere)})"] if elsewhere else []
     out = {"verdict": "missed", "kcsan": bool(new), "first_s": min(firsts) if firsts else None,
            "detail": ", ".join(seen)}
+    died = crash(b) if not crash(a) else None
+    if died and m.cls != "not-observable":
+        return dict(out, verdict="caught", detail=died + (f", {out['detail']}" if seen else ""))
     for wl in m.storms:
         ops = b.workloads.get(wl, {}).get("ops_per_s") or []
         if not ops or not all(ops):

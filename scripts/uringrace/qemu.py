@@ -24,8 +24,9 @@ def classify(console, status, timed_out):
     if status is not None and status.strip().lstrip("-").isdigit():
         code = int(status.strip())
     panic = PANIC_RE.search(console)
-    if panic:
-        return Outcome.PANIC, code, panic.group(0)
+    if panic:  # the reason: the whole line the match is on
+        end = console.find("\n", panic.start())
+        return Outcome.PANIC, code, console[panic.start():end if end >= 0 else None].strip()
     if not init_seen:
         return (Outcome.HANG if timed_out else Outcome.BOOT_FAILURE), code, \
             "the guest never reached /init"

@@ -188,6 +188,50 @@ Result run_nop(const Options& o) {
 Result run_iowq(const Options& o) {
     return nop_storm(o, IOSQE_ASYNC, true);
 }
+
+// io-wq's life cycle: io-wq belongs to a task and ends with it, so each of
+// o.threads threads starts, over and over, a short-lived thread that sets a
+// ring up, runs four batches of IOSQE_ASYNC NOPs through its own io-wq and
+// exits: workers are created, go idle, wake and exit (each dropping its
+// reference on io-wq) while the other threads' do the same. Every CQE must
+// be a NOP's.
+Result run_iowq_churn(const Options& o) {
+    Result r = base(o, "raw");
+    std::atomic<uint64_t> ops{0}, bad{0}, rings{0};
+    std::atomic<int> err{0};
+    Budget budget(o);
+    auto t0 = clock_type::now();
+    run_threads(o.threads, o.pin, [&](unsigned) {
+        const unsigned batch = std::min(32u, o.entries);
+        uint64_t mybad = 0;
+        while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
+            std::thread life([&] {
+                RawRing ring;
+                if (int e = ring.init(o.entries); e) {
+                    err.store(e);
+                    return;
+                }
+                for (int k = 0; k < 4; k++) {
+                    int n = raw_nop_batch(ring, batch, IOSQE_ASYNC, mybad);
+                    if (n < 0) {
+                        err.store(n);
+                        return;
+                    }
+                    ops.fetch_add(n, std::memory_order_relaxed);
+                }
+                rings.fetch_add(1, std::memory_order_relaxed);
+            });
+            life.join();
+        }
+        bad.fetch_add(mybad);
+    });
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.counts["rings"] = rings.load();
+    settle_setup_error(r, err.load(), "io_uring_setup");
+    return r;
+}
 namespace {
 
 // One ring, one submitter, o.threads reapers sharing its CQ (under a mutex,
@@ -344,6 +388,8 @@ const std::vector<RealWorkload>& real_workloads() {
         {"sqpoll_aim", "SQPOLL lost wake-ups aimed at the SQ thread's sleep tick (--fence F)",
          run_sqpoll_aim},
         {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free", run_iowq},
+        {"iowq_churn", "rings set up, run through io-wq and closed: workers come and go",
+         run_iowq_churn},
         {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
          run_iowq_hashed},
         {"cq", "one CQ reaped by several threads", run_cq},

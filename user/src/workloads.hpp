@@ -34,6 +34,7 @@ Result run_read(const Options& o);
 Result run_sqpoll(const Options& o);
 Result run_iowq(const Options& o);
 Result run_iowq_hashed(const Options& o);
+Result run_iowq_churn(const Options& o);
 Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);
 Result run_pbuf(const Options& o);

@@ -404,6 +404,10 @@ const std::vector<RealWorkload>& real_workloads() {
          "DEFER_TASKRUN: a pipe write's local work wakes the task waiting for it (aimed); counts "
          "lost wake-ups",
          run_defer_wait},
+        {"eventfd_wait",
+         "defer_wait waiting on the ring's registered eventfd (poll), as event loops do; counts "
+         "lost notifications",
+         run_eventfd_wait},
         {"bpf_ringbuf",
          "a real BPF ring buffer: libbpf's consumer loop (--fence F), EPOLLET wait; counts lost "
          "notifications",

@@ -187,7 +187,7 @@ def _defer_wait(tally, drv):
     0-3 us after the waiter is cued, none may be lost (nor stall) in 10 s.
     Its detector is shown to fire by the patch loop's emulated mutant."""
     rc, rows = run_driver_host(drv, ["defer_wait", "--duration", "10", "--aim-after-ns", "3000",
-                                     "--watchdog-ms", "20"])
+                                     "--watchdog-ms", "50"])
     r = rows[0] if rows else {"ops": 0, "anomalies": {}, "counts": {}, "skipped": "no result"}
     name = "host: DEFER_TASKRUN wake-up (defer_wait) loses none"
     if rc or r.get("skipped"):

@@ -11,10 +11,11 @@
 // One attempt: an 8-byte read of the empty pipe is submitted (it parks on
 // poll), the writer thread is cued, spins 0..--aim-after-ns and writes, and
 // this task waits for the completion at most --watchdog-ms. A wait that ran
-// out its limit although the write had returned at least half the limit
-// before it ended is a lost wake-up, confirmed when the completion then
-// appears as soon as this task runs its local work without waiting (if it
-// does not, the read stalled: counted apart). A writer that was itself late
+// out its limit (by the clock: the kernel runs the local work when its timer
+// fires and then reports the completion, not -ETIME) although the write had
+// returned at least half the limit before it ended is a lost wake-up,
+// confirmed by the completion being there at once, without waiting (if it
+// is not, the read stalled: counted apart). A writer that was itself late
 // (descheduled) is counted as such, never as lost.
 //
 // The eventfd form waits the way an event loop does: the ring's registered
@@ -154,8 +155,9 @@ Result wake_storm(const Options& o, bool eventfd) {
             bad += c.user_data != attempts || c.res != int(sizeof(sink));
         };
         int w;
-        int64_t ended;
+        int64_t began, ended;
         do { // an eventfd count left by an earlier completion wakes early
+            began = now_ns();
             w = wait(ring, efd, limit_ns);
             ended = now_ns();
             ring.reap(1, take);
@@ -165,12 +167,17 @@ Result wake_storm(const Options& o, bool eventfd) {
             r.counts["wait_error"] = -w;
             break;
         }
-        if (!got && w == -ETIME) {
+        // A wait that ran out its limit. io_cqring_wait runs the local work
+        // after its timer fires and then returns 0, not -ETIME, if that
+        // posted a completion: a lost wake-up's completion is then already
+        // reaped, so the time slept decides, not the return value.
+        if (w == -ETIME || ended - began >= int64_t(limit_ns) * 9 / 10) {
             bool wrote = cue.done.load(std::memory_order_acquire) == attempts;
             int64_t at = cue.wrote_at.load(std::memory_order_relaxed);
             // run the local work without waiting: a lost wake-up's completion
             // is there already
-            ring.enter(0, 0, IORING_ENTER_GETEVENTS);
+            if (!got)
+                ring.enter(0, 0, IORING_ENTER_GETEVENTS);
             ring.reap(1, take);
             if (!wrote || ended - at < int64_t(limit_ns / 2))
                 late++;

@@ -50,16 +50,26 @@ int64_t now_ns() {
         .count();
 }
 
-// What the waiter asks of the writer, and when the writer did it.
+// What the waiter asks of the writer, and what the writer did and saw.
 struct Cue {
-    std::atomic<uint64_t> asked{0};    // attempt number to write for
-    std::atomic<uint64_t> delay_ns{0}; // stored before asked
-    std::atomic<uint64_t> done{0};     // attempt number written for
-    std::atomic<int64_t> wrote_at{0};  // now_ns() after write() returned; before done
+    std::atomic<uint64_t> asked{0};      // attempt number to write for
+    std::atomic<uint64_t> delay_ns{0};   // stored before asked
+    std::atomic<uint64_t> done{0};       // attempt number written for
+    std::atomic<int64_t> wrote_at{0};    // now_ns() after write() returned; before done
+    std::atomic<uint64_t> reaped{0};     // attempt number whose completion the waiter has
+    std::atomic<uint64_t> asleep_for{0}; // attempt whose waiter slept, its CQ empty, at half
+    std::atomic<uint64_t> watched{0};    // attempt whose watch is over (after asleep_for)
     std::atomic<bool> stop{false};
 };
 
-void writer_loop(Cue& cue, int fd) {
+// The writer: cued, it spins the delay asked and writes; then it watches.
+// If the waiter has not reaped by half the limit after the write, and is
+// then asleep (state S) with no completion posted, its wake-up did not come:
+// the evidence that tells a lost wake-up from a woken waiter held up (by
+// the host, or a KCSAN report printing on its CPU: state R, or a
+// completion already posted).
+void writer_loop(Cue& cue, int fd, const RawRing& ring, const std::string& waiter,
+                 int64_t half_ns) {
     const uint64_t word = 0x7572696e67726163; // "uringrac"
     uint64_t last = 0;
     while (!cue.stop.load(std::memory_order_relaxed)) {
@@ -69,9 +79,17 @@ void writer_loop(Cue& cue, int fd) {
         spin_for(cue.delay_ns.load(std::memory_order_relaxed));
         if (write(fd, &word, sizeof(word)) != sizeof(word))
             break; // the waiter sees no write and stops as an error
-        cue.wrote_at.store(now_ns(), std::memory_order_relaxed);
+        int64_t at = now_ns();
+        cue.wrote_at.store(at, std::memory_order_relaxed);
         cue.done.store(n, std::memory_order_release);
         last = n;
+        while (cue.reaped.load(std::memory_order_acquire) != n && now_ns() - at < half_ns &&
+               !cue.stop.load(std::memory_order_relaxed))
+            ;
+        if (cue.reaped.load(std::memory_order_acquire) != n && task_state(waiter) == 'S' &&
+            ring.cq_ready() == 0)
+            cue.asleep_for.store(n, std::memory_order_release);
+        cue.watched.store(n, std::memory_order_release);
     }
 }
 
@@ -124,15 +142,16 @@ Result wake_storm(const Options& o, bool eventfd) {
     if (ncpu > 1)
         pin_self(0);
     Cue cue;
+    const uint64_t limit_ns = uint64_t(o.watchdog_ms) * 1000000;
+    const std::string waiter = std::to_string(gettid());
     std::thread writer([&] {
         if (ncpu > 1)
             pin_self(1);
-        writer_loop(cue, pfd[1]);
+        writer_loop(cue, pfd[1], ring, waiter, int64_t(limit_ns / 2));
     });
-    const uint64_t limit_ns = uint64_t(o.watchdog_ms) * 1000000;
     std::mt19937_64 rng(o.seed);
     std::uniform_int_distribution<uint64_t> delay(0, o.aim_after_ns);
-    uint64_t sink = 0, attempts = 0, lost = 0, late = 0, stalled = 0, bad = 0;
+    uint64_t sink = 0, attempts = 0, lost = 0, late = 0, held_up = 0, stalled = 0, bad = 0;
     Budget budget(o);
     auto t0 = clock_type::now();
     while (!budget.over(attempts)) {
@@ -167,6 +186,8 @@ Result wake_storm(const Options& o, bool eventfd) {
             r.counts["wait_error"] = -w;
             break;
         }
+        if (got)
+            cue.reaped.store(attempts, std::memory_order_release);
         // A wait that ran out its limit. io_cqring_wait runs the local work
         // after its timer fires and then returns 0, not -ETIME, if that
         // posted a completion: a lost wake-up's completion is then already
@@ -179,8 +200,16 @@ Result wake_storm(const Options& o, bool eventfd) {
             if (!got)
                 ring.enter(0, 0, IORING_ENTER_GETEVENTS);
             ring.reap(1, take);
+            // the writer's evidence, once its watch of this attempt is over
+            auto t_watch = clock_type::now();
+            while (wrote && cue.watched.load(std::memory_order_acquire) != attempts &&
+                   clock_type::now() - t_watch < std::chrono::seconds(1))
+                ;
+            bool asleep = cue.asleep_for.load(std::memory_order_acquire) == attempts;
             if (!wrote || ended - at < int64_t(limit_ns / 2))
                 late++;
+            else if (!asleep)
+                held_up++; // woken, or its completion posted: not lost
             else if (got)
                 lost++;
             else
@@ -197,6 +226,7 @@ Result wake_storm(const Options& o, bool eventfd) {
             r.counts["never_completed"] = attempts;
             break;
         }
+        cue.reaped.store(attempts, std::memory_order_release);
         while (cue.done.load(std::memory_order_acquire) != attempts &&
                clock_type::now() - t_catch < std::chrono::seconds(5))
             ;
@@ -216,6 +246,7 @@ Result wake_storm(const Options& o, bool eventfd) {
     r.anomalies["stalled"] = stalled; // written long before, yet no completion
     r.counts["attempts"] = attempts;
     r.counts["late_writer"] = late;
+    r.counts["held_up"] = held_up;
     r.counts["aim_after_ns"] = o.aim_after_ns;
     return r;
 }

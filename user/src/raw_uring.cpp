@@ -152,6 +152,10 @@ bool RawRing::sq_flag(unsigned bit) const {
     return load(sq_flags_, std::memory_order_relaxed) & bit;
 }
 
+unsigned RawRing::cq_ready() const {
+    return load(cq_tail_, std::memory_order_acquire) - load(cq_head_, std::memory_order_acquire);
+}
+
 unsigned RawRing::sq_unconsumed() const {
     return load(sq_tail_, std::memory_order_relaxed) - load(sq_head_, std::memory_order_acquire);
 }

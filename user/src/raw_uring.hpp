@@ -42,6 +42,8 @@ class RawRing {
     bool sq_needs_wakeup(Fence f = Fence::none) const;
     // SQEs published but not yet consumed by the kernel (tail - head).
     unsigned sq_unconsumed() const;
+    // CQEs posted but not yet reaped (tail - head); safe from any thread.
+    unsigned cq_ready() const;
     // Is this IORING_SQ_* bit of sq_flags set (a relaxed load)? CQ_OVERFLOW:
     // completions wait in the overflow list; TASKRUN: task work waits for
     // this task to enter the kernel.

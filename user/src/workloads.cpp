@@ -501,20 +501,23 @@ Result run_read(const Options& o) {
 // then wakes the thread as a careful application would.
 // Is this process's SQPOLL thread (a task named iou-sqp-<pid>) asleep
 // (state S)? The kernel thread of a lost wake-up is.
+char task_state(const std::string& tid) {
+    std::ifstream stat("/proc/self/task/" + tid + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')'); // the name in () may hold anything
+    return close != std::string::npos && close + 2 < line.size() ? line[close + 2] : '?';
+}
+
 bool sq_thread_asleep() {
     DIR* d = opendir("/proc/self/task");
     bool asleep = false;
     while (dirent* e = d ? readdir(d) : nullptr) {
-        std::string base = std::string("/proc/self/task/") + e->d_name;
-        std::ifstream comm(base + "/comm");
+        std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
         std::string name;
         if (!(comm >> name) || name.rfind("iou-sqp-", 0) != 0)
             continue;
-        std::ifstream stat(base + "/stat");
-        std::string line;
-        std::getline(stat, line);
-        auto close = line.rfind(')');
-        asleep = close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'S';
+        asleep = task_state(e->d_name) == 'S';
     }
     if (d)
         closedir(d);

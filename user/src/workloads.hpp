@@ -68,6 +68,9 @@ bool unavailable(int err);
 // the feature and no work was done, else an error (never a pass).
 void settle_setup_error(Result& r, int err, const char* what);
 bool sq_thread_asleep();
+// The state letter of this process's thread tid (/proc/self/task/TID/stat:
+// 'S' asleep, 'R' running or runnable), '?' if unreadable.
+char task_state(const std::string& tid);
 
 // A stall watchdog: armed when a submission is made, it reports a stall when
 // nothing completed within the limit. Exposed for the host tests.

@@ -44,12 +44,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-int64_t now_ns() {
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(
-               clock_type::now().time_since_epoch())
-        .count();
-}
-
 // What the waiter asks of the writer, and what the writer did and saw.
 struct Cue {
     std::atomic<uint64_t> asked{0};      // attempt number to write for

@@ -36,12 +36,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-int64_t now_ns(clockid_t c) {
-    timespec ts;
-    clock_gettime(c, &ts);
-    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
 // Spin until CLOCK_MONOTONIC_COARSE steps (a tick edge); return the fine
 // clock at the step, or -1 after limit_ns without one.
 int64_t next_edge(int64_t limit_ns) {

@@ -59,6 +59,12 @@ void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn) 
 
 using clock_type = std::chrono::steady_clock;
 
+int64_t now_ns(clockid_t c) {
+    timespec ts;
+    clock_gettime(c, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
 double since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <functional>
 #include <vector>
 
@@ -62,6 +63,8 @@ Result run_sqpoll_aim(const Options& o);
 // SQPOLL thread (iou-sqp-<pid>) sleeps in state S.
 Result base(const Options& o, const char* path);
 double since(std::chrono::steady_clock::time_point t0);
+// Nanoseconds on clock c (CLOCK_MONOTONIC: steady_clock's clock).
+int64_t now_ns(clockid_t c = CLOCK_MONOTONIC);
 std::string skip_reason(int err, const char* what);
 bool unavailable(int err);
 // A threaded storm's setup error err (0: none): a skip when the kernel lacks

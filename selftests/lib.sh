@@ -91,16 +91,18 @@ variant_parts() {
 }
 
 # storms SET: "name expect driver-arguments" for each storm of storms.txt
-# in SET
+# in SET; expect is the tree's own ("storm NAME VERDICT" in $EXPECT) where
+# its expectation file gives one, else storms.txt's column
 storms() {
 	awk -v set="$1" '
 		{ sub(/#.*/, "") }
+		FILENAME != storms { if ($1 == "storm") own[$2] = $3; next }
 		NF >= 4 && index("," $2 ",", "," set ",") {
-			line = $1 " " $3
+			line = $1 " " ($1 in own ? own[$1] : $3)
 			for (i = 4; i <= NF; i++)
 				line = line " " $i
 			print line
-		}' "$STORMS_FILE"
+		}' storms="$STORMS_FILE" ${EXPECT:+"$EXPECT"} "$STORMS_FILE"
 }
 
 # result_num KEY < driver output: a top-level number of its result line

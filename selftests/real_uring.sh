@@ -5,7 +5,8 @@
 # and one CQ reaped by three threads.
 # Each must complete work with no bad completion, no error and, for SQPOLL
 # with the fence, no stalled submission (a storm expecting "anomaly", an
-# EMULATED reordering on the real code, must count at least one instead);
+# EMULATED reordering on the real code or a bug the tree's expectation file
+# says it has, must count at least one instead);
 # and no KCSAN report of a race that the tree's expectation file
 # (expect/<major.minor>.txt) lists as forbidden.
 # KTAP on stdout; 0 pass, 1 fail, 4 skip.
@@ -97,10 +98,10 @@ for storm in "$@"; do
 		echo "not ok $n $name # exit $drc, ops ${ops:-none}"
 		rc=1
 	elif [ "$expect" = anomaly ] && [ "$bad" -eq 0 ]; then
-		echo "not ok $n $name # expected anomalies (emulated reordering), none in $ops ops"
+		echo "not ok $n $name # expected anomalies (an emulated reordering or this tree's known bug), none in $ops ops"
 		rc=1
 	elif [ "$expect" = anomaly ]; then
-		echo "ok $n $name # emulated reordering caught: $bad anomalies in $ops ops"
+		echo "ok $n $name # anomalies as expected: $bad in $ops ops"
 	elif [ "$expect" != clean ]; then
 		echo "not ok $n $name # unknown expectation '$expect'"
 		rc=1

@@ -83,7 +83,10 @@ class Matcher(unittest.TestCase):
         scan = scan_binary()
         for line, why in (("expected x fn:reed", r":1: bad access type"),
                           ("perhaps x y", r":1: want '<expected\|forbidden>"),
-                          ("expected x", r":1: want")):
+                          ("expected x", r":1: want"),
+                          ("storm eventfd-wait maybe", r":1: want 'storm <name> <clean\|anomaly>'"),
+                          ("storm eventfd-wait", r":1: want 'storm"),
+                          ("storm eventfd-wait anomaly x", r":1: want 'storm")):
             with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
                 f.write(line + "\n")
                 f.flush()
@@ -92,6 +95,24 @@ class Matcher(unittest.TestCase):
                 res = subprocess.run([scan, "--expect", f.name, "--log", LOGS[0]],
                                      capture_output=True, check=False)
                 self.assertEqual(2, res.returncode, line)
+
+    def test_storm_rows(self):
+        """A storm row takes its storm's verdict for that tree; the guest's
+        scanner passes over it; one naming no storm of storms.txt is refused
+        on the host (the guest's shell then has nothing to apply it to)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write("storm eventfd-wait anomaly  # a known bug\nexpected a io_x\n")
+            f.flush()
+            self.assertEqual({"eventfd-wait": "anomaly"}, expect.storm_verdicts(f.name))
+            self.assertEqual(1, len(expect.load(f.name)))
+            res = subprocess.run([scan_binary(), "--expect", f.name, "--log", LOGS[0]],
+                                 capture_output=True, check=False)
+            self.assertIn(res.returncode, (0, 1), res.stderr)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+            f.write("storm no-such-storm clean\n")
+            f.flush()
+            with self.assertRaisesRegex(PipelineError, ":1: no storm 'no-such-storm'"):
+                expect.load(f.name)
 
     def test_module_signatures_parse_and_fire_on_saved_logs(self):
         sigs = module_races()
@@ -250,6 +271,17 @@ class Catalog(unittest.TestCase):
         self.assertEqual(out[2 + len(cases):],
                          [f"{s['name']} {s['expect']} {s['args']}" for s in catalog.storms()
                           if "compare" in s["sets"]])
+        # with a tree's expectation file, its storm rows decide
+        for v in ("6.1", "6.12"):
+            path = expect.path_for(v)
+            out = subprocess.run(["sh", "-c", f"HERE={os.path.join(TOP, 'selftests')}; . {lib}; "
+                                  f"EXPECT={path}; storms check"],
+                                 capture_output=True, text=True, check=True).stdout.splitlines()
+            self.assertEqual(out, [f"{s['name']} {expect.storm_expect(s['name'], path)} "
+                                   f"{s['args']}" for s in catalog.storms()
+                                   if "check" in s["sets"]])
+            self.assertIn(f"eventfd-wait {'anomaly' if v == '6.12' else 'clean'} ",
+                          "\n".join(out))
 
 
 class MissingPrerequisite(unittest.TestCase):

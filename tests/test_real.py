@@ -119,6 +119,25 @@ class Compare(unittest.TestCase):
                                              workloads={"x": {"ops_per_s": [0]}})))
         self.assertTrue(storms.side_ok(b.replace(outcomes=[{"outcome": "pass"}])))
 
+    def test_anomalies_held_to_each_trees_storm_verdict(self):
+        """eventfd-wait must be clean on 6.1 and lose notifications on 6.12
+        (expect/6.12.txt's storm row): each side is held to its own tree."""
+        def lost(s, n, ops=100):
+            w = dict(s.workloads, **{"eventfd-wait": {"ops_per_s": [ops],
+                                                     "anomalies": [{"lost_notify": n}]}})
+            return s.replace(workloads=w)
+        self.assertEqual("anomaly", expect.storm_expect("eventfd-wait", self.b.expect))
+        self.assertEqual("clean", expect.storm_expect("eventfd-wait", self.a.expect))
+        self.assertIsNone(expect.storm_expect("iowq_0", self.a.expect))
+        self.assertEqual([], compare.anomaly_callouts(lost(self.a, 0), lost(self.b, 40)))
+        self.assertEqual([("ANOMALIES in A", "eventfd-wait", 3, 40, "")],
+                         compare.anomaly_callouts(lost(self.a, 3), lost(self.b, 40)))
+        calls = compare.anomaly_callouts(lost(self.b, 40), lost(self.b, 0))
+        self.assertEqual([("known anomaly gone in B", "eventfd-wait", 40, 0)],
+                         [c[:4] for c in calls])
+        # a side that did no work there is missing work, not a verdict
+        self.assertEqual([], compare.anomaly_callouts(lost(self.b, 40), lost(self.b, 0, ops=0)))
+
     def test_too_few_reports_to_call(self):
         """One report gone is not a finding (a patched 6.1 against 6.1 once
         called out 'gone in B: prep-async-creds (A 1x, B 0x)')."""

@@ -99,7 +99,7 @@ def cmd_compare(args):
         for wl in missing_work(s):
             print(f"uringrace: {s['arch']} {s['tree']}: storm {wl} did no work: not a pass")
     forbidden = [c for r in result.values() for c in callouts(r["A"], r["B"])
-                 if c[0].startswith("FORBIDDEN")]
+                 if c[0].startswith(("FORBIDDEN", "ANOMALIES"))]
     return 1 if bad or forbidden else 0
 
 

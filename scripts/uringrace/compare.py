@@ -11,6 +11,8 @@ RUNS or JOBS give more reports). Forbidden races are always called out."""
 import collections
 import statistics
 
+from . import expect
+
 MIN_REPORTS = 3
 OPS_FACTOR = 4.0
 
@@ -64,6 +66,33 @@ def callouts(a, b):
                 forbidden[_race_key(g)] += g["count"]
         out += [(f"FORBIDDEN in {label}", k, ra.get(k, (0,))[0], rb.get(k, (0,))[0], "")
                 for k in forbidden]
+    return out + anomaly_callouts(a, b)
+
+
+def _anomalies(side, wl):
+    return sum(sum(c.values()) for c in side.workloads.get(wl, {}).get("anomalies", []))
+
+
+def anomaly_callouts(a, b):
+    """[(what, storm, A anomalies, B anomalies, why)] where a side's storm
+    counted otherwise than its tree's expectation (storms.txt, or the tree's
+    own 'storm' row): 'ANOMALIES in A/B' where it must be clean (a failure,
+    as a forbidden race is), 'known anomaly gone in A/B' where the tree's
+    known bug did not show (a fix, or a storm too short to show it). A side
+    that did no work in the storm is missing work, reported apart."""
+    out = []
+    for wl in a.workloads:
+        counts = {"A": _anomalies(a, wl), "B": _anomalies(b, wl)}
+        for label, side in (("A", a), ("B", b)):
+            ops = side.workloads.get(wl, {}).get("ops_per_s") or []
+            if not ops or not all(ops):
+                continue
+            want = expect.storm_expect(wl, side.expect)
+            if want == "clean" and counts[label]:
+                out.append((f"ANOMALIES in {label}", wl, counts["A"], counts["B"], ""))
+            elif want == "anomaly" and not counts[label]:
+                out.append((f"known anomaly gone in {label}", wl, counts["A"], counts["B"],
+                            "the tree's expectations say this storm shows a bug"))
     return out
 
 

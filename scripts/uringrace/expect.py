@@ -1,26 +1,57 @@
-"""Expected and forbidden races per tree, read from expect/<major.minor>.txt
-(or a file given with EXPECT=); see expect/README for the format."""
+"""Per tree, read from expect/<major.minor>.txt (or a file given with
+EXPECT=): the expected and forbidden races, and the storms whose verdict
+differs there from storms.txt's; see expect/README for the format."""
 
 import os
 import re
 
-from . import races
+from . import catalog, races
 from .common import REPO, PipelineError, table_rows
 
 VERDICTS = ("expected", "forbidden")
+STORM_ROW = "storm"
 
 
-def load(path):
-    entries = []
+def _parse(path):
+    """(race entries, {storm: its verdict in this tree}) of one file: the
+    one reader of both row kinds."""
+    names = {s["name"] for s in catalog.storms()}
+    entries, verdicts = [], {}
     for n, line in table_rows(path):
         try:
+            if line[0] == STORM_ROW:
+                if len(line) != 3 or line[2] not in catalog.STORM_EXPECT:
+                    raise ValueError(f"want '{STORM_ROW} <name> <{'|'.join(catalog.STORM_EXPECT)}>'")
+                if line[1] not in names:
+                    raise ValueError(f"no storm '{line[1]}' in storms.txt")
+                verdicts[line[1]] = line[2]
+                continue
             if len(line) < 3 or line[0] not in VERDICTS:
                 raise ValueError("want '<expected|forbidden> <id> <race>...'")
             sigs = [races.parse_race(t) for t in line[2:]]
         except ValueError as exc:
             raise PipelineError(f"{path}:{n}: {exc}, got: {' '.join(line)}") from exc
         entries.append({"verdict": line[0], "id": line[1], "races": sigs})
-    return entries
+    return entries, verdicts
+
+
+def load(path):
+    """The races a tree's file lists, as [{'verdict', 'id', 'races'}]."""
+    return _parse(path)[0]
+
+
+def storm_verdicts(path):
+    """{storm: 'clean'|'anomaly'} that a tree's file sets over storms.txt's
+    own column (a known bug of that tree that a storm shows); {} for none."""
+    return _parse(path)[1] if path else {}
+
+
+def storm_expect(name, path):
+    """What storm `name` must show on the tree whose expectation file is
+    `path`: its row there, else storms.txt's column; None for a name
+    storms.txt does not have (a run's own label)."""
+    own = {s["name"]: s["expect"] for s in catalog.storms()}
+    return storm_verdicts(path).get(name, own.get(name))
 
 
 def path_for(version, override=None):

@@ -4,10 +4,11 @@
 # KCSAN_ARGS="kcsan.skip_watch=200", CMD="shell command for the guest", OUT=dir,
 # EXPECT=file (expected/forbidden races; default expect/<major.minor>.txt).
 ARCHES ?= x86_64 arm64
-export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP
+export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP LAVA_URL \
+	LAVA_KERNEL_URL
 URR := python3 scripts/urr
 
-.PHONY: all deps run check check-lockdep kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate bench-patch \
+.PHONY: all deps run check check-lockdep lava check-lava kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate bench-patch \
 	lint unit clean
 
 all: run
@@ -25,6 +26,18 @@ check: deps
 # any lockdep report fails the test it is charged to
 check-lockdep: deps
 	@LOCKDEP=1 ARCHES=$${LOCKDEP_ARCHES:-x86_64} $(URR) run
+
+# LAVA job definitions (YAML) per arch with the kernel and initramfs they
+# boot; LAVA_URL=<base> for a lab that serves the run directory there,
+# LAVA_KERNEL_URL=<url> for the lab's own build of the same tree (KSRC=)
+lava: deps
+	@$(URR) lava
+
+# the job run by LAVA's own dispatcher (lava-run) on a local QEMU device,
+# against make run on the same kernel; then a panicking kernel's job must
+# fail. x86-64 unless LAVA_ARCHES says otherwise
+check-lava: deps
+	@ARCHES=$${LAVA_ARCHES:-x86_64} $(URR) check-lava
 
 kernel: deps
 	@$(URR) kernel

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # uringrace: install (or, when not root, name) every Debian package a run needs,
 # and fetch an arm64 busybox-static into the cache without installing it
-# (installing it would replace the amd64 one).
+# (installing it would replace the amd64 one), and LAVA's device-type
+# templates from lava-server (the server itself is not needed: lava-run
+# dispatches a job alone).
 set -euo pipefail
 
 CACHE=${URINGRACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/uringrace}
@@ -11,7 +13,7 @@ PKGS=(make gcc g++ python3 flex bison bc cpio libelf-dev libssl-dev rsync
 	gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
 	busybox-static liburing-dev liburing-dev:arm64
 	libbpf-dev libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev zlib1g-dev:arm64
-	libgtest-dev clang-format shellcheck chromium)
+	libgtest-dev clang-format shellcheck chromium lava-dispatcher)
 
 missing=()
 have_arm64=0
@@ -58,5 +60,21 @@ if [ ! -x "$bb" ]; then
 	rm -rf "$tmp"
 	test -x "$bb"
 	echo "deps: arm64 busybox at $bb"
+fi
+# LAVA's device-type templates (qemu.jinja2 and its base), for rendering the
+# project's device dictionary the way a LAVA server would (make check-lava)
+lt="$CACHE/deb/lava-server/usr/share/lava-server/device-types/qemu.jinja2"
+if [ ! -r "$lt" ]; then
+	tmp=$(mktemp -d)
+	chmod 755 "$tmp"
+	if ! (cd "$tmp" && apt-get download -q lava-server); then
+		echo "deps: cannot download lava-server (as root: apt-get update)" >&2
+		exit 1
+	fi
+	mkdir -p "$CACHE/deb/lava-server"
+	dpkg -x "$tmp"/lava-server_*_all.deb "$CACHE/deb/lava-server"
+	rm -rf "$tmp"
+	test -r "$lt"
+	echo "deps: LAVA device types at ${lt%/*}"
 fi
 echo "deps: ready"

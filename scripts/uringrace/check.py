@@ -2,11 +2,12 @@
 the host CPU), the guest selftests per arch, symbolization, the fleet
 collection and the runner outcome cases; closed by 'N passed, N failed'."""
 
+import dataclasses
 import os
 import re
 import subprocess
 
-from . import artifacts, catalog, mutants, mutate, report, symbolize, tree
+from . import artifacts, catalog, lava, mutants, mutate, report, symbolize, tree
 from .common import REPO, PipelineError, cache_dir
 from .guest import boot_once, guest_parts, run_dir
 from .storms import run_driver_host, run_side, side_ok
@@ -300,6 +301,19 @@ def _patch_loop_step(args, arch, rd, which):
                          f"{anomalies_a} anomalies" if anomalies_a else "clean of it"))
 
 
+def _lava_validate_step(args, arch, rd):
+    """make lava's job for this arch, checked by LAVA's own validator (the
+    full LAVA run boots a guest: make check-lava)."""
+    name = f"{arch}: LAVA job validates (lava-run --validate)"
+    try:
+        sub = os.path.join(rd, arch, "lava")
+        args = dataclasses.replace(args, arch=(arch,), lava_url=None, lava_kernel=None)
+        path, definition, _, _ = lava.write_jobs(args, sub)[arch]
+        return (name, *lava.validate(path, definition, os.path.join(sub, "validate")))
+    except PipelineError as exc:
+        return name, False, str(exc)
+
+
 def cmd_check(args):
     rd = run_dir(args, "check")
     tally = Tally()
@@ -331,6 +345,7 @@ def cmd_check(args):
                   f"{s['skipped']} skipped of {len(tests)}"
                   + "".join(f"; {p}" for p in rep["log_problems"]))
         tally.add(*_symbolize_step(arch, rep, rec, kinfo, work))
+        tally.add(*_lava_validate_step(args, arch, rd))
         for which, where in PATCH_STEPS:
             if where == "every" or arch == args.arch[0]:
                 tally.add(*_patch_loop_step(args, arch, rd, which))

@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from . import bench, bench_real, bench_sb, check, html, mutate, report, tree
+from . import bench, bench_real, bench_sb, check, html, lava, mutate, report, tree
 from .common import PipelineError, log
 from .config import DEFAULT_KCSAN_ARGS, Settings
 from .compare import callouts
@@ -110,6 +110,8 @@ COMMANDS = (
     ("compare", cmd_compare, "the same storms on two trees (or a tree and PATCH=), side by side"),
     ("mutate", mutate.cmd_mutate, "mutants of real io_uring through the patch loop, scored"),
     ("check", check.cmd_check, "host unit tests, lint, guest selftests, runner tests"),
+    ("lava", lava.cmd_lava, "LAVA job definitions per arch, with their artifacts, validated"),
+    ("check-lava", lava.cmd_check_lava, "the x86-64 job run by lava-run, against make run"),
     ("bench-real", bench_real.cmd_bench_real, "time to first io_uring report per workload, tree"),
     ("bench-driver", bench.cmd_bench_driver, "driver figures on the host and in each guest"),
     ("bench-patch", mutate.cmd_bench_patch, "the patch loop's cost against a full rebuild"),

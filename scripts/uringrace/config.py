@@ -113,6 +113,8 @@ class Settings:
     reuse_a: bool = True               # REUSE_A=0: run tree A's side of a patch loop again
     side_a: tuple = (None, "6.1", None)   # (KSRC_A, KVER_A, EXPECT_A) of a compare
     side_b: tuple = (None, "6.12", None)  # (KSRC_B, KVER_B, EXPECT_B)
+    lava_url: Optional[str] = None     # LAVA_URL: where a lab serves make lava's directory
+    lava_kernel: Optional[str] = None  # LAVA_KERNEL_URL: the lab's own build of the tree
 
     @classmethod
     def defaults_from_env(cls):
@@ -139,7 +141,8 @@ class Settings:
             mutants=tuple(_arches(env("MUTANTS") or "")),
             reuse_a=env("REUSE_A") != "0",
             side_a=(env("KSRC_A") or None, env("KVER_A") or "6.1", env("EXPECT_A") or None),
-            side_b=(env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None))
+            side_b=(env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None),
+            lava_url=env("LAVA_URL") or None, lava_kernel=env("LAVA_KERNEL_URL") or None)
 
     def arch_config(self, arch):
         return ArchConfig.load(arch, lockdep=self.lockdep)

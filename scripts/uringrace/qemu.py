@@ -42,17 +42,33 @@ def classify(console, status, timed_out):
     return Outcome.FAIL, code, f"exit status {code}"
 
 
+def kernel_append(rec, accel, extra=""):
+    """The guest kernel's command line: every boot's, a lab job's too.
+    log_buf_len: the whole run's log must stay readable in the guest (a
+    check run's console is about 270 KB; the tests fail on a lost record);
+    panic=-1 with QEMU's -no-reboot: a panic ends the run at once."""
+    return (f"console={rec.console} panic=-1 oops=panic printk.devkmsg=on log_buf_len=4M "
+            f"rdinit=/init uringrace.accel={accel} {extra}").strip()
+
+
+def machine_args(rec, smp, accel):
+    """QEMU's machine, CPU, vCPUs, accelerator and no-reboot, as
+    (option, value) pairs: every boot's, a lab job's too."""
+    return [("-M", rec.machine), ("-cpu", rec.cpu if accel != "kvm" else "host"),
+            ("-smp", str(smp)), ("-accel", "tcg,thread=multi" if accel == "tcg" else "kvm"),
+            ("-no-reboot", None)]
+
+
 def qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append):
     qemu = rec.qemu
     if not shutil.which(qemu):
         raise PipelineError(f"{qemu} not found: run 'make deps'")
-    cmd = [qemu, "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none",
-           "-M", rec.machine, "-cpu", rec.cpu if accel != "kvm" else "host",
-           "-smp", str(smp), "-m", str(mem),
-           "-accel", "tcg,thread=multi" if accel == "tcg" else "kvm",
-           "-kernel", kernel, "-initrd", initrd, "-append", append,
-           "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
-           "-device", f"{rec.virtio_serial},id=vser"]
+    cmd = [qemu, "-nodefaults", "-no-user-config", "-display", "none"]
+    for opt, val in machine_args(rec, smp, accel):
+        cmd += [opt] + ([val] if val is not None else [])
+    cmd += ["-m", str(mem), "-kernel", kernel, "-initrd", initrd, "-append", append,
+            "-chardev", "stdio,id=con,signal=off", "-serial", "chardev:con",
+            "-device", f"{rec.virtio_serial},id=vser"]
     for name, fname in (("status", "status"), ("ktap", "ktap.txt")):
         cmd += ["-chardev", f"file,id=ur{name},path={os.path.join(outdir, fname)}",
                 "-device", f"virtserialport,bus=vser.0,chardev=ur{name},"
@@ -68,10 +84,7 @@ def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
         path = os.path.join(outdir, f)
         if os.path.exists(path):
             os.unlink(path)
-    # log_buf_len: the whole run's log must stay readable in the guest (a
-    # check run's console is about 270 KB; the tests fail on a lost record)
-    append = (f"console={rec.console} panic=-1 oops=panic printk.devkmsg=on log_buf_len=4M "
-              f"rdinit=/init uringrace.accel={accel} {extra_append}").strip()
+    append = kernel_append(rec, accel, extra_append)
     cmd = qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append)
     with open(os.path.join(outdir, "qemu.cmd"), "w", encoding="utf-8") as f:
         f.write(" ".join(cmd) + "\n")

@@ -1,4 +1,17 @@
-// uringrace: io-wq's hashed work. Buffered writes to a regular file are
+// uringrace: io-wq workers that block, and io-wq's hashed work.
+//
+// iowq_block: io-wq keeps a count of its running workers (nr_running): the
+// scheduler's hooks decrement it as a worker sleeps in a blocking call
+// (io_wq_worker_sleeping, which creates another worker when work is
+// pending) and increment it as the worker wakes (io_wq_worker_running).
+// Each of o.threads threads has a ring and a FIFO of its own, and over and
+// over: submits kOpens IOSQE_ASYNC opens of the FIFO for reading, which
+// block in io-wq workers (a FIFO's read open waits for a writer; io-wq does
+// not turn an open into a poll as it does a pipe read), waits a moment,
+// then opens the FIFO for writing, which wakes every blocked worker at once.
+// Every CQE must be a file descriptor (then closed).
+//
+// iowq_hashed: buffered writes to a regular file are
 // hashed by inode: io-wq runs one hash's work on one worker at a time, and a
 // worker that finds only busy hashes marks its queue stalled
 // (IO_ACCT_STALLED_BIT) and waits on the hash; the worker that finishes a
@@ -14,7 +27,9 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
 #include <random>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -97,6 +112,80 @@ Result run_iowq_hashed(const Options& o) {
     r.ops = ops.load();
     r.anomalies["bad_cqe"] = bad.load();
     r.counts["writes"] = writes.load();
+    settle_setup_error(r, err.load(), "io_uring_setup");
+    return r;
+}
+
+Result run_iowq_block(const Options& o) {
+    Result r = base(o, "raw");
+    constexpr unsigned kOpens = 4;
+    std::atomic<uint64_t> ops{0}, bad{0}, rounds{0};
+    std::atomic<int> err{0};
+    Budget budget(o);
+    auto t0 = std::chrono::steady_clock::now();
+    run_threads(o.threads, o.pin, [&](unsigned t) {
+        std::mt19937_64 rng(o.seed + t);
+        std::string fifo =
+            "/tmp/uringrace-block-" + std::to_string(getpid()) + "-" + std::to_string(t);
+        if (mkfifo(fifo.c_str(), 0600)) {
+            err.store(-errno);
+            return;
+        }
+        RawRing ring;
+        if (int e = ring.init(std::max(o.entries, kOpens)); e) {
+            err.store(e);
+            unlink(fifo.c_str());
+            return;
+        }
+        while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
+            for (unsigned i = 0; i < kOpens; i++) {
+                io_uring_sqe* sqe = ring.get_sqe();
+                sqe->opcode = IORING_OP_OPENAT;
+                sqe->flags = IOSQE_ASYNC;
+                sqe->fd = AT_FDCWD;
+                sqe->addr = reinterpret_cast<uint64_t>(fifo.c_str());
+                sqe->open_flags = O_RDONLY | O_CLOEXEC;
+                sqe->user_data = i + 1;
+            }
+            if (int e = ring.submit_and_wait(0); e < 0) {
+                err.store(e);
+                break;
+            }
+            // the workers reach the FIFO and sleep; then one writer wakes them all
+            std::this_thread::sleep_for(std::chrono::microseconds(200 + rng() % 2000));
+            int w = open(fifo.c_str(), O_WRONLY | O_CLOEXEC);
+            if (w < 0) {
+                err.store(-errno);
+                break;
+            }
+            unsigned got = 0;
+            uint64_t mybad = 0;
+            auto t_wait = std::chrono::steady_clock::now();
+            while (got < kOpens &&
+                   std::chrono::steady_clock::now() - t_wait < std::chrono::seconds(5)) {
+                ring.wait(kOpens - got, 100000000);
+                got += ring.reap(kOpens - got, [&](const io_uring_cqe& c) {
+                    if (c.res >= 0)
+                        close(c.res);
+                    else
+                        mybad++;
+                });
+            }
+            close(w);
+            if (got < kOpens) { // an open that never completed: the run is void
+                err.store(-ETIME);
+                break;
+            }
+            bad.fetch_add(mybad, std::memory_order_relaxed);
+            ops.fetch_add(got, std::memory_order_relaxed);
+            rounds.fetch_add(1, std::memory_order_relaxed);
+        }
+        unlink(fifo.c_str());
+    });
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.counts["rounds"] = rounds.load();
     settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }

@@ -398,6 +398,8 @@ const std::vector<RealWorkload>& real_workloads() {
          run_iowq_churn},
         {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
          run_iowq_hashed},
+        {"iowq_block", "io-wq workers blocked in FIFO opens, woken all at once: running count",
+         run_iowq_block},
         {"cq", "one CQ reaped by several threads", run_cq},
         {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads",
          run_cq_sqpoll},

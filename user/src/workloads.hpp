@@ -35,6 +35,7 @@ Result run_read(const Options& o);
 Result run_sqpoll(const Options& o);
 Result run_iowq(const Options& o);
 Result run_iowq_hashed(const Options& o);
+Result run_iowq_block(const Options& o);
 Result run_iowq_churn(const Options& o);
 Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);

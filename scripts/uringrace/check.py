@@ -308,7 +308,7 @@ def _lava_validate_step(args, arch, rd):
     try:
         sub = os.path.join(rd, arch, "lava")
         args = dataclasses.replace(args, arch=(arch,), lava_url=None, lava_kernel=None)
-        path, definition, _, _ = lava.write_jobs(args, sub)[arch]
+        path, definition, _ = lava.write_jobs(args, sub)[arch]
         return (name, *lava.validate(path, definition, os.path.join(sub, "validate")))
     except PipelineError as exc:
         return name, False, str(exc)

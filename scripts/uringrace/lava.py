@@ -19,7 +19,7 @@ import signal
 import subprocess
 import time
 
-from . import initramfs, parse, qemu
+from . import artifacts, initramfs, parse, qemu
 from .common import REPO, PipelineError, cache_dir, log
 from .guest import boot_once, guest_parts, run_dir
 
@@ -139,11 +139,11 @@ def write_jobs(args, rd, base_url=None, cmd=None, tag=""):
     guest command cmd, as CMD= gives it) copied into rd/<arch>/, and
     rd/job-<arch><tag>.yaml pointing at them (file:// here; base_url +
     '<arch>/<file>' for a lab that serves rd).
-    Returns {arch: (job path, the job, kernel info, arch config)}."""
-    from . import artifacts
+    Returns {arch: (job path, the job, guest_parts' tuple)}."""
     out = {}
     for arch in args.arch:
-        rec, kinfo, _, files, tests = guest_parts(args, arch)
+        parts = guest_parts(args, arch)
+        rec, kinfo, _, files, tests = parts
         d = os.path.join(rd, arch)
         os.makedirs(d, exist_ok=True)
         kname = os.path.basename(kinfo.image)
@@ -166,7 +166,7 @@ def write_jobs(args, rd, base_url=None, cmd=None, tag=""):
             f.write(f"# LAVA job: uringrace's selftests on {arch} (written by make lava)\n")
             f.write(to_yaml(definition) + "\n")
         log(f"{arch}: {path}")
-        out[arch] = (path, definition, kinfo, rec)
+        out[arch] = (path, definition, parts)
     return out
 
 
@@ -277,14 +277,34 @@ def validate(path, definition, outdir):
         "".join(f"; {m}" for m in errors[:2])
 
 
+def _local_twin(rd, arch, definition, parts):
+    """(path, job): the job with file:// URLs of rd/<arch>/'s artifacts."""
+    images = definition["actions"][0]["deploy"]["images"]
+    local = {"kernel": os.path.basename(parts[1].image), "initrd": "initramfs.cpio"}
+    twin = json.loads(json.dumps(definition))
+    for k, name in local.items():
+        twin["actions"][0]["deploy"]["images"][k] = dict(
+            images[k], url=f"file://{os.path.join(rd, arch, name)}")
+    path = os.path.join(rd, f"validate-{arch}", "job-local.yaml")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(to_yaml(twin) + "\n")
+    return path, twin
+
+
 def cmd_lava(args):
     """make lava: the job definitions of each arch, with their artifacts,
     validated by lava-run when it is installed."""
     rd, jobs = _job_dir(args, "lava")
     bad = 0
-    for arch, (path, definition, _, _) in jobs.items():
+    for arch, (path, definition, parts) in jobs.items():
         if shutil.which("lava-run"):
-            ok, detail = validate(path, definition, os.path.join(rd, f"validate-{arch}"))
+            vpath, vdef = path, definition
+            if args.lava_url or args.lava_kernel:
+                # the lab's URLs cannot be reached from here: validate the
+                # same job pointing at this machine's copies
+                vpath, vdef = _local_twin(rd, arch, definition, parts)
+            ok, detail = validate(vpath, vdef, os.path.join(rd, f"validate-{arch}"))
             bad += not ok
             print(f"{arch}: {path} ({detail})")
         else:
@@ -323,12 +343,13 @@ def cmd_check_lava(args):
     args = dataclasses.replace(args, lava_url=None, lava_kernel=None)
     rd, jobs = _job_dir(args, "check-lava")
     problems = []
-    for arch, (path, definition, kinfo, rec) in jobs.items():
+    for arch, (path, definition, parts) in jobs.items():
         dev = render_device(definition["context"], os.path.join(rd, f"device-{arch}.yaml"))
         entries, t_lava = lava_run(path, dev, os.path.join(rd, f"lava-{arch}"), 1,
                                    timeout=60 * (DEPLOY_MIN + BOOT_MIN) + args.timeout + 120)
         job_result, lava_cases = lava_results(entries)
-        rec, kinfo, work, files, tests = guest_parts(args, arch)
+        # make run's boot of the very kernel and initramfs parts the job has
+        rec, kinfo, work, files, tests = parts
         t0 = time.time()
         rep = boot_once(args, rec, kinfo, work, files, tests, os.path.join(rd, f"{arch}-run"))
         t_local = round(time.time() - t0, 1)
@@ -355,7 +376,7 @@ def cmd_check_lava(args):
         if differ:
             problems.append(f"{arch}: {len(differ)} case(s) differ or are missing")
         # a kernel that panics: a failed job, never a pass
-        ppath, pdef, _, _ = write_jobs(dataclasses.replace(args, arch=(arch,)), rd, cmd=PANIC_CMD,
+        ppath, pdef, _ = write_jobs(dataclasses.replace(args, arch=(arch,)), rd, cmd=PANIC_CMD,
                                        tag="-panic")[arch]
         pentries, t_panic = lava_run(ppath, render_device(
             pdef["context"], os.path.join(rd, f"device-{arch}-panic.yaml")),

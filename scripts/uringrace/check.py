@@ -10,7 +10,7 @@ import subprocess
 from . import artifacts, catalog, lava, mutants, mutate, report, symbolize, tree
 from .common import REPO, PipelineError, cache_dir
 from .guest import boot_once, guest_parts, run_dir
-from .storms import run_driver_host, run_side, side_ok
+from .storms import anomalies, run_driver_host, run_side, side_ok
 
 
 class Tally:
@@ -293,7 +293,7 @@ def _patch_loop_step(args, arch, rd, which):
                  PATCH_STEP_SECONDS, storms=storms)
     got = mutate.score(m, a, b, at=mutants.sites(m, src))
     forbidden_a = [g["title"] for g in a.titles if g["verdict"] == "forbidden"]
-    anomalies_a = mutate.anomalies(a, m.storms)
+    anomalies_a = anomalies(a, m.storms)
     ok = got["verdict"] == "caught" and side_ok(a) and side_ok(b) and not forbidden_a \
         and not anomalies_a
     return name, ok, (f"{m.id} in {','.join(m.storms)}: B {got['verdict']} ({got['detail']}); A "

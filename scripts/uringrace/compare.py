@@ -12,6 +12,7 @@ import collections
 import statistics
 
 from . import expect
+from .storms import anomalies, missing_work
 
 MIN_REPORTS = 3
 OPS_FACTOR = 4.0
@@ -69,10 +70,6 @@ def callouts(a, b):
     return out + anomaly_callouts(a, b)
 
 
-def _anomalies(side, wl):
-    return sum(sum(c.values()) for c in side.workloads.get(wl, {}).get("anomalies", []))
-
-
 def anomaly_callouts(a, b):
     """[(what, storm, A anomalies, B anomalies, why)] where a side's storm
     counted otherwise than its tree's expectation (storms.txt, or the tree's
@@ -81,13 +78,15 @@ def anomaly_callouts(a, b):
     known bug did not show (a fix, or a storm too short to show it). A side
     that did no work in the storm is missing work, reported apart."""
     out = []
+    sides = {"A": a, "B": b}
+    wants = {k: expect.storm_expectations(s.expect) for k, s in sides.items()}
+    idle = {k: set(missing_work(s)) for k, s in sides.items()}
     for wl in a.workloads:
-        counts = {"A": _anomalies(a, wl), "B": _anomalies(b, wl)}
-        for label, side in (("A", a), ("B", b)):
-            ops = side.workloads.get(wl, {}).get("ops_per_s") or []
-            if not ops or not all(ops):
+        counts = {k: anomalies(s, [wl]) for k, s in sides.items()}
+        for label, side in sides.items():
+            if wl in idle[label] or wl not in side.workloads:
                 continue
-            want = expect.storm_expect(wl, side.expect)
+            want = wants[label].get(wl)
             if want == "clean" and counts[label]:
                 out.append((f"ANOMALIES in {label}", wl, counts["A"], counts["B"], ""))
             elif want == "anomaly" and not counts[label]:

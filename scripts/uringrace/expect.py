@@ -46,12 +46,12 @@ def storm_verdicts(path):
     return _parse(path)[1] if path else {}
 
 
-def storm_expect(name, path):
-    """What storm `name` must show on the tree whose expectation file is
-    `path`: its row there, else storms.txt's column; None for a name
-    storms.txt does not have (a run's own label)."""
+def storm_expectations(path):
+    """{storm: 'clean'|'anomaly'}: what each storm of storms.txt must show on
+    the tree whose expectation file is `path` (its 'storm' row there, else
+    storms.txt's column). A name not in it (a run's own label) has none."""
     own = {s["name"]: s["expect"] for s in catalog.storms()}
-    return storm_verdicts(path).get(name, own.get(name))
+    return {**own, **storm_verdicts(path)}
 
 
 def path_for(version, override=None):

@@ -19,7 +19,7 @@ from .common import REPO, PipelineError
 from .guest import kernel_for, run_dir
 from .qemu import PANIC_RE
 from .records import Outcome
-from .storms import run_side
+from .storms import anomalies, run_side
 
 
 def storm_args(names):
@@ -40,11 +40,6 @@ def _races(side, storms):
             firsts = [w["first_s"] for w in hit if w.get("first_s") is not None]
             out[g["id"] or g["title"]] = min(firsts) if firsts else None
     return out
-
-
-def anomalies(side, storms):
-    return sum(sum(c.values()) for wl in storms
-               for c in side.workloads.get(wl, {}).get("anomalies", []))
 
 
 def _at_sites(side, key, at):

@@ -183,6 +183,13 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
     return side
 
 
+def anomalies(side, storms):
+    """The anomalies a side's results count over the given storms (every
+    guest, every counter): the one sum compare, mutate and check read."""
+    return sum(sum(c.values()) for wl in storms
+               for c in side.workloads.get(wl, {}).get("anomalies", []))
+
+
 def missing_work(side):
     """Storms of a side that gave no result with work done (no result line,
     a skip, an error or 0 operations in a guest): each is a failure."""

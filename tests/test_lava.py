@@ -131,7 +131,7 @@ class Job(unittest.TestCase):
             kinfo = type("K", (), {"version": "6.12.117", "identity": "debian:6.12"})()
             j = lava.job(args, rec, kinfo, "file:///k", "file:///i")
             kernel = j["actions"][0]["deploy"]["images"]["kernel"]
-            self.assertIn(f'-append "{qemu.kernel_append(rec, "tcg", args.kcsan_args)}"',
+            self.assertIn(f'-append "{qemu.kernel_append(rec, "tcg", args.kcsan_args, args.timeout)}"',
                           kernel["image_arg"])
             for bit in ("panic=-1", "oops=panic", "kcsan.skip_watch=200"):
                 self.assertIn(bit, kernel["image_arg"])

@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
                                 "scripts"))
 from uringrace import initramfs, kbuild, qemu  # noqa: E402
 from uringrace.config import ArchConfig, Settings  # noqa: E402
+from uringrace.common import REPO  # noqa: E402
 from uringrace.records import Outcome  # noqa: E402
 
 BOOTED = "[    8.0] uringrace: init started\n"
@@ -227,6 +228,21 @@ class MutantScore(unittest.TestCase):
         self.assertEqual("no work", mutate.score(m, a, other, {})["verdict"])
         both = side("panic", oops.format(fn="__io_read", caller="io_read"))
         self.assertEqual("no work", mutate.score(m, both, both, {})["verdict"])
+        # a hang: the stacks guest/init dumps before the limit decide
+        from uringrace.qemu import HANG_DUMP_MARK
+        dump = (f"[  330.1] {HANG_DUMP_MARK} 330 s: blocked tasks and CPUs\n"
+                "[  330.1] task:uringrace state:D stack:0 pid:64\n[  330.1] Call Trace:\n"
+                "[  330.1]  __schedule+0x3d/0x130\n[  330.1]  ? {fn}+0x95/0x890\n")
+        hung = mutate.score(m, a, side("hang", dump.format(fn="io_wq_exit_workers")), {})
+        self.assertEqual("caught", hung["verdict"])
+        self.assertIn("kernel hang", hung["detail"])
+        self.assertIn("io_wq_exit_workers", hung["detail"])
+        # io_uring frames before the dump (a KCSAN report), none in it: no verdict
+        early = "[ 20.0]  io_wq_worker+0x10/0x20\n" + dump.format(fn="pipe_read")
+        self.assertEqual("no work", mutate.score(m, a, side("hang", early), {})["verdict"])
+        # guest/init prints the mark qemu.py's readers look for
+        with open(os.path.join(REPO, "guest", "init"), encoding="utf-8") as f:
+            self.assertIn(HANG_DUMP_MARK, f.read().replace('"', "").replace("$DUMP_AFTER", "X"))
 
     def test_a_catch_must_be_at_the_mutated_code(self):
         from uringrace import mutants, mutate

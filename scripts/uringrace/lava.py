@@ -97,7 +97,7 @@ def _scalar(v):
 def job(args, rec, kinfo, kernel_url, initrd_url, accel="tcg"):
     """One arch's job definition (a dict): deploy the kernel and initramfs
     to tmpfs, boot them with LAVA's qemu method, monitor the console."""
-    append = qemu.kernel_append(rec, accel, args.kcsan_args)
+    append = qemu.kernel_append(rec, accel, args.kcsan_args, args.timeout)
     mach = dict(qemu.machine_args(rec, args.smp, accel))
     # LAVA's qemu template sets -cpu and -machine itself on arm (from the
     # context), nothing on x86 with no_kvm: the rest goes in extra_options

@@ -17,7 +17,7 @@ import time
 from . import catalog, html, kbuild, mutants, tree
 from .common import REPO, PipelineError
 from .guest import kernel_for, run_dir
-from .qemu import PANIC_RE
+from .qemu import HANG_DUMP_MARK, PANIC_RE
 from .records import Outcome
 from .storms import anomalies, run_side
 
@@ -67,13 +67,19 @@ def _at_sites(side, key, at):
 _FAULT_RE = re.compile(r"(?:RIP: [0-9a-f]+:|pc : )([\w.]+)\+0x")
 
 
+_IO_FRAME_RE = re.compile(r"^\S*\s*\[[ \d.]+\]\s+(?:\? )?(io_\w+|__io_\w+)\+0x", re.M)
+
+
 def crash(side):
     """'kernel crash: <first panic line>, at <function>' when a guest of the
     side died (panic, oops, BUG) with io_uring code on the dying stack (its
-    faulting function or a frame of its call trace); else None. A crash the
-    mutant causes is the storm catching it; one elsewhere is no verdict."""
+    faulting function or a frame of its call trace), or 'kernel hang: ...'
+    when one ran out its time with a task blocked or a CPU running in
+    io_uring code (the stacks guest/init dumps before the limit); else
+    None. A crash or hang the mutant causes is the storm catching it; one
+    elsewhere is no verdict."""
     for o in side.outcomes:
-        if o["outcome"] != Outcome.PANIC:
+        if o["outcome"] not in (Outcome.PANIC, Outcome.HANG):
             continue
         try:
             with open(os.path.join(o["dir"], "console.log"), encoding="utf-8",
@@ -81,13 +87,19 @@ def crash(side):
                 con = f.read()
         except OSError:
             continue
+        if o["outcome"] == Outcome.HANG:
+            at = con.find(HANG_DUMP_MARK)
+            frames = _IO_FRAME_RE.findall(con[at:]) if at >= 0 else []
+            if frames:
+                return f"kernel hang: a task or CPU in {frames[0]} at the limit"
+            continue
         hit = PANIC_RE.search(con)
         if not hit:
             continue
         tail = con[hit.start():]
         line = tail.splitlines()[0].split("] ", 1)[-1].strip()
         fault = _FAULT_RE.search(tail)
-        frames = re.findall(r"^\S*\s*\[[ \d.]+\]\s+(io_\w+|__io_\w+)\+0x", tail[:6000], re.M)
+        frames = _IO_FRAME_RE.findall(tail[:6000])
         if (fault and "io_" in fault.group(1)) or frames:
             return f"kernel crash: {line}, at {fault.group(1) if fault else frames[0]}"
     return None
@@ -98,7 +110,7 @@ def score(m, a, b, at):
     {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
     showed and A's did not, with a report at the mutated code (at: mutants.
     sites; kcsan true), anomalies where A had none, or a guest of B killed by
-    a crash in io_uring code (crash()) where A's lived. A new race elsewhere
+    a crash or hang in io_uring code (crash()) where A's lived. A new race elsewhere
     is listed, not counted: a storm's rarer real races come and go."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
     where = {k: _at_sites(b, k, at) for k in sorted(set(rb) - set(ra))}

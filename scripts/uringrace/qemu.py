@@ -42,13 +42,23 @@ def classify(console, status, timed_out):
     return Outcome.FAIL, code, f"exit status {code}"
 
 
-def kernel_append(rec, accel, extra=""):
+# a guest still running this long before its limit prints the stacks of its
+# blocked tasks and of its CPUs (guest/init), the evidence of a hang
+HANG_DUMP_MARGIN = 30
+HANG_DUMP_MARK = "uringrace: still running after"
+
+
+def kernel_append(rec, accel, extra="", timeout=None):
     """The guest kernel's command line: every boot's, a lab job's too.
     log_buf_len: the whole run's log must stay readable in the guest (a
     check run's console is about 270 KB; the tests fail on a lost record);
-    panic=-1 with QEMU's -no-reboot: a panic ends the run at once."""
+    panic=-1 with QEMU's -no-reboot: a panic ends the run at once;
+    uringrace.dump_after: when guest/init dumps the stacks of a run that
+    has not ended, HANG_DUMP_MARGIN seconds before the run's limit."""
+    dump = f"uringrace.dump_after={timeout - HANG_DUMP_MARGIN} " \
+        if timeout and timeout > 2 * HANG_DUMP_MARGIN else ""
     return (f"console={rec.console} panic=-1 oops=panic printk.devkmsg=on log_buf_len=4M "
-            f"rdinit=/init uringrace.accel={accel} {extra}").strip()
+            f"rdinit=/init uringrace.accel={accel} {dump}{extra}").strip()
 
 
 def machine_args(rec, smp, accel):
@@ -84,7 +94,7 @@ def boot(rec, kernel, initrd, outdir, smp=2, mem=2048, accel="tcg", timeout=900,
         path = os.path.join(outdir, f)
         if os.path.exists(path):
             os.unlink(path)
-    append = kernel_append(rec, accel, extra_append)
+    append = kernel_append(rec, accel, extra_append, timeout)
     cmd = qemu_cmd(rec, kernel, initrd, outdir, smp, mem, accel, append)
     with open(os.path.join(outdir, "qemu.cmd"), "w", encoding="utf-8") as f:
         f.write(" ".join(cmd) + "\n")

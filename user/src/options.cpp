@@ -49,14 +49,15 @@ std::string usage() {
     for (const auto& p : litmus_protocols())
         o << p << ", ";
     o << "or both (default)\n"
-         "  --until-witness  litmus, bpf_ringbuf*, defer_wait: stop at the first\n"
+         "  --until-witness  litmus, bpf_ringbuf*, *_wait: stop at the first\n"
          "                   witness or lost notification (duration: the limit)\n"
          "  --idle-ms N      SQPOLL sq_thread_idle (0..1000, default 1)\n"
          "  --watchdog-ms N  stall limit (1..10000, default 100)\n"
          "  --aim-before-ns N, --aim-after-ns N  sqpoll_aim: submit from N ns before\n"
          "                   to N ns after the tick edge (0..4000000; default 0, 1300);\n"
          "                   bpf_ringbuf*: the consumer's callback spins 0..after ns;\n"
-         "                   defer_wait: the writer spins 0..after ns once cued\n"
+         "                   defer_wait, eventfd_wait, msg_wait: the writer spins\n"
+         "                   0..after ns once cued\n"
          "  --aim-edge 0|1|2 sqpoll_aim: aim at the 1st or 2nd tick edge after the\n"
          "                   thread's last work (0: both; default 2, where every\n"
          "                   lost wake-up here was: 1 ms idle ends on the 2nd tick)\n"

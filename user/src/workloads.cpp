@@ -416,6 +416,10 @@ const std::vector<RealWorkload>& real_workloads() {
          "defer_wait waiting on the ring's registered eventfd (poll), as event loops do; counts "
          "lost notifications",
          run_eventfd_wait},
+        {"msg_wait",
+         "a message (MSG_RING) another thread posts, aimed, wakes the task waiting in "
+         "io_uring_enter on an ordinary ring; counts lost wake-ups",
+         run_msg_wait},
         {"bpf_ringbuf",
          "a real BPF ring buffer: libbpf's consumer loop (--fence F), EPOLLET wait; counts lost "
          "notifications",

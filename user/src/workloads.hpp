@@ -44,6 +44,7 @@ Result run_overflow(const Options& o);
 Result run_overflow_defer(const Options& o);
 Result run_defer_wait(const Options& o);
 Result run_eventfd_wait(const Options& o);
+Result run_msg_wait(const Options& o);
 Result run_bpf_ringbuf(const Options& o);
 Result run_bpf_ringbuf_libbpf(const Options& o);
 

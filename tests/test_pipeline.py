@@ -240,6 +240,13 @@ class MutantScore(unittest.TestCase):
         # io_uring frames before the dump (a KCSAN report), none in it: no verdict
         early = "[ 20.0]  io_wq_worker+0x10/0x20\n" + dump.format(fn="pipe_read")
         self.assertEqual("no work", mutate.score(m, a, side("hang", early), {})["verdict"])
+        # the block layer's io_schedule is not io_uring's
+        block = mutate.score(m, a, side("hang", dump.format(fn="io_schedule_timeout")), {})
+        self.assertEqual("no work", block["verdict"])
+        # a driver's thread's stack, as guest/init writes it to the kernel log
+        own = (f"[ 330.1] {HANG_DUMP_MARK} 330 s\n[ 330.2] uringrace: stack of iou-wrk-64 70, "
+               "state S\n[ 330.2]   io_wait_on_hash+0x8c/0x140\n")
+        self.assertIn("io_wait_on_hash", mutate.score(m, a, side("hang", own), {})["detail"])
         # guest/init prints the mark qemu.py's readers look for
         with open(os.path.join(REPO, "guest", "init"), encoding="utf-8") as f:
             self.assertIn(HANG_DUMP_MARK, f.read().replace('"', "").replace("$DUMP_AFTER", "X"))

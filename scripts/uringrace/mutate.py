@@ -67,7 +67,9 @@ def _at_sites(side, key, at):
 _FAULT_RE = re.compile(r"(?:RIP: [0-9a-f]+:|pc : )([\w.]+)\+0x")
 
 
-_IO_FRAME_RE = re.compile(r"^\S*\s*\[[ \d.]+\]\s+(?:\? )?(io_\w+|__io_\w+)\+0x", re.M)
+# a frame of io_uring's code (io_schedule* is the block layer's)
+_IO_FRAME_RE = re.compile(r"^\S*\s*\[[ \d.]+\]\s+(?:\? )?(?!io_schedule)(io_\w+|__io_\w+)\+0x",
+                          re.M)
 
 
 def crash(side):

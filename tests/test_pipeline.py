@@ -240,6 +240,13 @@ class MutantScore(unittest.TestCase):
         # io_uring frames before the dump (a KCSAN report), none in it: no verdict
         early = "[ 20.0]  io_wq_worker+0x10/0x20\n" + dump.format(fn="pipe_read")
         self.assertEqual("no work", mutate.score(m, a, side("hang", early), {})["verdict"])
+        # a KCSAN report printed during the dump is not the dump's stacks
+        from uringrace.parse import RULE
+        report = (f"[ 330.2] BUG: KCSAN: data-race in io_wq_worker / io_wq_worker_running\n"
+                  "[ 330.2]  io_wq_worker+0x10/0x20\n"
+                  f"[ 330.2] {RULE}\n")
+        amid = side("hang", dump.format(fn="pipe_read") + report)
+        self.assertEqual("no work", mutate.score(m, a, amid, {})["verdict"])
         # the block layer's io_schedule is not io_uring's
         block = mutate.score(m, a, side("hang", dump.format(fn="io_schedule_timeout")), {})
         self.assertEqual("no work", block["verdict"])

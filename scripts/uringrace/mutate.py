@@ -17,6 +17,7 @@ import time
 from . import catalog, html, kbuild, mutants, tree
 from .common import REPO, PipelineError
 from .guest import kernel_for, run_dir
+from .parse import outside_reports
 from .qemu import HANG_DUMP_MARK, PANIC_RE
 from .records import Outcome
 from .storms import anomalies, run_side
@@ -90,8 +91,9 @@ def crash(side):
         except OSError:
             continue
         if o["outcome"] == Outcome.HANG:
+            # the dump's stacks, not a KCSAN report printed among them
             at = con.find(HANG_DUMP_MARK)
-            frames = _IO_FRAME_RE.findall(con[at:]) if at >= 0 else []
+            frames = _IO_FRAME_RE.findall(outside_reports(con[at:])) if at >= 0 else []
             if frames:
                 return f"kernel hang: a task or CPU in {frames[0]} at the limit"
             continue

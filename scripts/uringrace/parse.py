@@ -40,6 +40,21 @@ def strip(line):
     return None, line.rstrip("\r\n")
 
 
+def outside_reports(text):
+    """text without its KCSAN reports (each from its title line to the
+    closing rule, as parse_console reads them)."""
+    keep, inside = [], False
+    for raw in text.splitlines(keepends=True):
+        line = strip(raw)[1]
+        if TITLE_RE.match(line):
+            inside = True
+        elif inside and line.startswith(RULE):
+            inside = False
+        elif not inside:
+            keep.append(raw)
+    return "".join(keep)
+
+
 def _new_report(title, ts, where):
     bare = re.sub(r"\+0x[0-9a-f]+/0x[0-9a-f]+", "", re.sub(r" \[[\w-]+\]", "", title))
     funcs = [f.strip() for f in re.sub(r"^(data-race|assert: race) in ", "", bare).split(" / ")]

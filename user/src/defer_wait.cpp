@@ -182,8 +182,8 @@ Result wake_storm(const Options& o, Waker k) {
         }
     }
     auto wait = eventfd ? wait_on_eventfd : wait_in_enter;
-    int pfd[2];
-    if (pipe(pfd)) {
+    int pfd[2] = {-1, -1}; // the pipe whose read is the task's request (not for a message)
+    if (!msg && pipe(pfd)) {
         r.counts["errors"] = 1;
         r.counts["pipe_error"] = uint64_t(errno);
         if (efd >= 0)
@@ -208,18 +208,18 @@ Result wake_storm(const Options& o, Waker k) {
     auto t0 = clock_type::now();
     while (!budget.over(attempts)) {
         ++attempts;
-        io_uring_sqe* sqe = msg ? nullptr : ring.get_sqe();
-        if (sqe) { // the message needs no request of the task's
+        if (!msg) { // the message needs no request of the task's
+            io_uring_sqe* sqe = ring.get_sqe();
             sqe->opcode = IORING_OP_READ;
             sqe->fd = pfd[0];
             sqe->addr = reinterpret_cast<uint64_t>(&sink);
             sqe->len = sizeof(sink);
             sqe->user_data = attempts;
-        }
-        if (int e = msg ? 1 : ring.submit_and_wait(0); e != 1) {
-            r.counts["errors"] = 1;
-            r.counts["submit_error"] = e < 0 ? -e : 0;
-            break;
+            if (int e = ring.submit_and_wait(0); e != 1) {
+                r.counts["errors"] = 1;
+                r.counts["submit_error"] = e < 0 ? -e : 0;
+                break;
+            }
         }
         cue.delay_ns.store(delay(rng), std::memory_order_relaxed);
         cue.asked.store(attempts, std::memory_order_release);
@@ -291,8 +291,9 @@ Result wake_storm(const Options& o, Waker k) {
     }
     cue.stop.store(true);
     writer.join();
-    close(pfd[0]);
-    close(pfd[1]);
+    for (int fd : pfd)
+        if (fd >= 0)
+            close(fd);
     if (efd >= 0)
         close(efd);
     r.seconds = since(t0);

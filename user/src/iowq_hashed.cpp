@@ -22,16 +22,24 @@
 // hash clears its bit in the ring's hash map and the stalled mark, under a
 // different lock than the one that set them.
 //
-// o.threads threads, one ring each (each thread its own io-wq; the hash map
-// is the ring's): batches of IOSQE_ASYNC 512-byte writes into two shared
-// files (two hashes) mixed with IOSQE_ASYNC NOPs (unhashed work a free
-// worker may take while the hashes are busy), with idle gaps so that
-// workers exit and are created again. Every CQE must carry its own result:
+// The hash map is the ring's through which a task first submitted (its
+// io-wq is made then, with that ring's map): so each of o.threads threads
+// first submits one NOP through a shared hub ring, then storms on a ring of
+// its own. Every thread's io-wq then shares the hub's map: a hash one
+// thread's worker holds stalls the other threads' queues, and the worker
+// that releases it clears their stalled marks (io_wq_hash_wake) under the
+// hash's wait lock while their own workers set them under their queues'
+// locks. (A map per thread, as before: hash-map and stalled races rare.)
+// Batches of IOSQE_ASYNC 512-byte writes into two shared files (two hashes)
+// mixed with IOSQE_ASYNC NOPs (unhashed work a free worker may take while
+// the hashes are busy), with idle gaps so that workers exit and are created
+// again. Every CQE must carry its own result:
 // 512 for a write, 0 for a NOP.
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <mutex>
 #include <random>
 #include <sys/stat.h>
 #include <thread>
@@ -61,11 +69,31 @@ Result run_iowq_hashed(const Options& o) {
     constexpr unsigned kLen = 512, kSlots = 64;
     std::atomic<uint64_t> ops{0}, bad{0}, writes{0};
     std::atomic<int> err{0};
+    RawRing hub;
+    if (int e = hub.init(8); e) {
+        r.skipped = skip_reason(e, "io_uring_setup");
+        for (int f : files)
+            close(f);
+        return r;
+    }
+    std::mutex hub_mu;
     Budget budget(o);
     auto t0 = std::chrono::steady_clock::now();
     run_threads(o.threads, o.pin, [&](unsigned t) {
         std::mt19937_64 rng(o.seed + t);
         const unsigned batch = std::min(32u, o.entries);
+        {
+            std::lock_guard<std::mutex> lock(hub_mu);
+            io_uring_sqe* sqe = hub.get_sqe();
+            sqe->opcode = IORING_OP_NOP;
+            sqe->user_data = t + 1;
+            int e = hub.submit_and_wait(1);
+            unsigned got = hub.reap(1, [](const io_uring_cqe&) {});
+            if (e != 1 || got != 1) {
+                err.store(e < 0 ? e : -EIO);
+                return;
+            }
+        }
         std::vector<char> data(kLen, static_cast<char>('a' + t % 26));
         RawRing ring;
         if (int e = ring.init(o.entries); e) {

@@ -233,4 +233,145 @@ Result run_iowq_block(const Options& o) {
     return r;
 }
 
+// iowq_starve: work queued to io-wq must run while a worker blocks. A worker
+// that blocks with work queued asks for another (io_wq_dec_running ->
+// create_worker_cb), but at its acct's worker limit none is made, and an
+// enqueue wakes the first worker on the free list even when the previous
+// enqueue woke that same one (io_wq_activate_free_worker). Each thread caps
+// its io-wq at 2 bound workers (IORING_REGISTER_IOWQ_MAX_WORKERS), makes both
+// (two read opens of its FIFO, blocked, then released by its own writer
+// open), waits until both sleep free, then submits through io-wq a read open
+// and a write open of the FIFO. The write releases the read: done at once if
+// the two free workers take one each. If one worker took the read and
+// blocked, the write waits for the other free worker's idle timeout (5 s):
+// a pair not done within o.watchdog_ms counts as starved. (6.1 counts a
+// free worker as taken only if wake_up_process() woke it, so its second
+// enqueue wakes the other: Debian 6.12 starved 10 of 10 pairs, 6.1 0 of 10.)
+Result run_iowq_starve(const Options& o) {
+    Result r = base(o, "raw");
+    constexpr unsigned kWorkers = 2;
+    std::atomic<uint64_t> ops{0}, bad{0}, pairs{0}, starved{0}, unready{0}, worst_us{0};
+    std::atomic<int> err{0};
+    Budget budget(o);
+    auto t0 = std::chrono::steady_clock::now();
+    run_threads(o.threads, o.pin, [&](unsigned t) {
+        const std::string fifo =
+            "/tmp/uringrace-starve-" + std::to_string(getpid()) + "-" + std::to_string(t);
+        const std::string workers = "iou-wrk-" + std::to_string(gettid());
+        if (mkfifo(fifo.c_str(), 0600)) {
+            err.store(-errno);
+            return;
+        }
+        RawRing ring;
+        unsigned limits[2] = {kWorkers, 0}; // bound, unbound (0: unchanged)
+        if (int e = ring.init(8); e)
+            err.store(e);
+        else if (int e = ring.register_op(IORING_REGISTER_IOWQ_MAX_WORKERS, limits, 2); e < 0)
+            err.store(e);
+        auto open_async = [&](int flags, uint64_t ud) {
+            io_uring_sqe* sqe = ring.get_sqe();
+            sqe->opcode = IORING_OP_OPENAT;
+            sqe->flags = IOSQE_ASYNC;
+            sqe->fd = AT_FDCWD;
+            sqe->addr = reinterpret_cast<uint64_t>(fifo.c_str());
+            sqe->open_flags = flags | O_CLOEXEC;
+            sqe->user_data = ud;
+        };
+        // until n CQEs (each an fd, closed) or the limit; the count reaped
+        auto reap = [&](unsigned n, std::chrono::milliseconds limit) {
+            unsigned got = 0;
+            auto t_wait = std::chrono::steady_clock::now();
+            while (got < n && std::chrono::steady_clock::now() - t_wait < limit) {
+                ring.wait(1, 10000000);
+                got += ring.reap(n - got, [&](const io_uring_cqe& c) {
+                    if (c.res >= 0)
+                        close(c.res);
+                    else
+                        bad.fetch_add(1, std::memory_order_relaxed);
+                });
+            }
+            return got;
+        };
+        // the thread's workers asleep in a function named fn..., polled up
+        // to 1 s (a free worker sleeps in io_wq_worker, 6.1's io_wqe_worker)
+        auto all_in = [&](const char* fn) {
+            for (int i = 0; i < 1000; i++) {
+                unsigned n = 0;
+                for (const auto& tid : tasks_named(workers))
+                    n += task_wchan(tid).rfind(fn, 0) == 0;
+                if (n >= kWorkers)
+                    return true;
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+            return false;
+        };
+        while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
+            // both workers made (or woken) and blocked, then released
+            for (unsigned i = 0; i < kWorkers; i++)
+                open_async(O_RDONLY, 1);
+            if (int e = ring.submit_and_wait(0); e < 0) {
+                err.store(e);
+                break;
+            }
+            bool both = all_in("wait_for_partner");
+            int w;
+            auto t_open = std::chrono::steady_clock::now();
+            while ((w = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 &&
+                   errno == ENXIO &&
+                   std::chrono::steady_clock::now() - t_open < std::chrono::seconds(10))
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            if (w < 0) { // no reader ever came: the run is void
+                err.store(-errno);
+                break;
+            }
+            unsigned got = reap(kWorkers, std::chrono::seconds(10));
+            close(w);
+            if (got < kWorkers) {
+                err.store(-ETIME);
+                break;
+            }
+            ops.fetch_add(got, std::memory_order_relaxed);
+            if (!both || !all_in("io_wq")) { // not two free workers: no attempt
+                unready.fetch_add(1, std::memory_order_relaxed);
+                continue;
+            }
+            // the pair
+            auto t_pair = std::chrono::steady_clock::now();
+            open_async(O_RDONLY, 2);
+            open_async(O_WRONLY, 3);
+            if (int e = ring.submit_and_wait(0); e < 0) {
+                err.store(e);
+                break;
+            }
+            got = reap(2, std::chrono::seconds(10));
+            auto us = std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - t_pair)
+                          .count();
+            if (got < 2) { // not even the idle timeout freed it: the run is void
+                err.store(-ETIME);
+                break;
+            }
+            ops.fetch_add(got, std::memory_order_relaxed);
+            pairs.fetch_add(1, std::memory_order_relaxed);
+            if (us > int64_t(o.watchdog_ms) * 1000)
+                starved.fetch_add(1, std::memory_order_relaxed);
+            uint64_t prev = worst_us.load();
+            while (uint64_t(us) > prev && !worst_us.compare_exchange_weak(prev, uint64_t(us)))
+                ;
+        }
+        unlink(fifo.c_str());
+    });
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.anomalies["starved"] = starved.load();
+    r.counts["pairs"] = pairs.load();
+    r.counts["unready"] = unready.load();
+    r.counts["worst_pair_us"] = worst_us.load();
+    if (!err.load() && !pairs.load())
+        r.counts["errors"] = 1; // no pair tried: missing work, never a pass
+    settle_setup_error(r, err.load(), "io_uring_setup");
+    return r;
+}
+
 } // namespace uringrace

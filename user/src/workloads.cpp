@@ -400,6 +400,10 @@ const std::vector<RealWorkload>& real_workloads() {
          run_iowq_hashed},
         {"iowq_block", "io-wq workers blocked in FIFO opens, woken all at once: running count",
          run_iowq_block},
+        {"iowq_starve",
+         "a FIFO read and write open through io-wq with free workers asleep: counts pairs "
+         "starved",
+         run_iowq_starve},
         {"cq", "one CQ reaped by several threads", run_cq},
         {"cq_sqpoll", "cq with an SQPOLL ring: SQEs written while the SQ thread reads",
          run_cq_sqpoll},
@@ -521,19 +525,30 @@ char task_state(const std::string& tid) {
     return close != std::string::npos && close + 2 < line.size() ? line[close + 2] : '?';
 }
 
-bool sq_thread_asleep() {
+std::vector<std::string> tasks_named(const std::string& prefix) {
+    std::vector<std::string> tids;
     DIR* d = opendir("/proc/self/task");
-    bool asleep = false;
     while (dirent* e = d ? readdir(d) : nullptr) {
         std::ifstream comm(std::string("/proc/self/task/") + e->d_name + "/comm");
         std::string name;
-        if (!(comm >> name) || name.rfind("iou-sqp-", 0) != 0)
-            continue;
-        asleep = task_state(e->d_name) == 'S';
+        if (comm >> name && name.rfind(prefix, 0) == 0)
+            tids.emplace_back(e->d_name);
     }
     if (d)
         closedir(d);
-    return asleep;
+    return tids;
+}
+
+std::string task_wchan(const std::string& tid) {
+    std::ifstream f("/proc/self/task/" + tid + "/wchan");
+    std::string w;
+    f >> w;
+    return w;
+}
+
+bool sq_thread_asleep() {
+    auto sqp = tasks_named("iou-sqp-");
+    return !sqp.empty() && task_state(sqp.back()) == 'S';
 }
 
 Result run_sqpoll(const Options& o) {

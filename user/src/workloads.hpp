@@ -36,6 +36,7 @@ Result run_sqpoll(const Options& o);
 Result run_iowq(const Options& o);
 Result run_iowq_hashed(const Options& o);
 Result run_iowq_block(const Options& o);
+Result run_iowq_starve(const Options& o);
 Result run_iowq_churn(const Options& o);
 Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);
@@ -73,6 +74,10 @@ bool unavailable(int err);
 // the feature and no work was done, else an error (never a pass).
 void settle_setup_error(Result& r, int err, const char* what);
 bool sq_thread_asleep();
+// This process's threads whose name starts with prefix (their TIDs), and the
+// kernel function a thread sleeps in (/proc/self/task/TID/wchan, "" if none).
+std::vector<std::string> tasks_named(const std::string& prefix);
+std::string task_wchan(const std::string& tid);
 // The state letter of this process's thread tid (/proc/self/task/TID/stat:
 // 'S' asleep, 'R' running or runnable), '?' if unreadable.
 char task_state(const std::string& tid);

@@ -51,6 +51,52 @@
 
 namespace uringrace {
 
+namespace {
+
+// An IOSQE_ASYNC open of path: io-wq runs it, and a FIFO's open blocks the
+// worker until its partner opens the other end.
+void prep_async_open(RawRing& ring, const char* path, int flags, uint64_t ud) {
+    io_uring_sqe* sqe = ring.get_sqe();
+    sqe->opcode = IORING_OP_OPENAT;
+    sqe->flags = IOSQE_ASYNC;
+    sqe->fd = AT_FDCWD;
+    sqe->addr = reinterpret_cast<uint64_t>(path);
+    sqe->open_flags = flags | O_CLOEXEC;
+    sqe->user_data = ud;
+}
+
+// Up to n CQEs of such opens, waited for up to limit: each fd closed, each
+// failed open counted in bad. The count reaped.
+unsigned reap_opens(RawRing& ring, unsigned n, std::chrono::milliseconds limit,
+                    std::atomic<uint64_t>& bad) {
+    unsigned got = 0;
+    auto t_wait = std::chrono::steady_clock::now();
+    while (got < n && std::chrono::steady_clock::now() - t_wait < limit) {
+        ring.wait(1, 10000000);
+        got += ring.reap(n - got, [&](const io_uring_cqe& c) {
+            if (c.res >= 0)
+                close(c.res);
+            else
+                bad.fetch_add(1, std::memory_order_relaxed);
+        });
+    }
+    return got;
+}
+
+// The FIFO's write end, opened without blocking: again every step while its
+// reader is not there yet (ENXIO), up to limit. The fd, or -1 with errno.
+int open_writer(const std::string& fifo, std::chrono::milliseconds limit,
+                std::chrono::microseconds step) {
+    int w;
+    auto t_open = std::chrono::steady_clock::now();
+    while ((w = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 && errno == ENXIO &&
+           std::chrono::steady_clock::now() - t_open < limit)
+        std::this_thread::sleep_for(step);
+    return w;
+}
+
+} // namespace
+
 Result run_iowq_hashed(const Options& o) {
     Result r = base(o, "raw");
     int files[2] = {-1, -1};
@@ -168,15 +214,8 @@ Result run_iowq_block(const Options& o) {
         if (int e = err.load() ? 0 : ring.init(std::max(o.entries, kOpens)); e)
             err.store(e);
         while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
-            for (unsigned i = 0; i < kOpens; i++) {
-                io_uring_sqe* sqe = ring.get_sqe();
-                sqe->opcode = IORING_OP_OPENAT;
-                sqe->flags = IOSQE_ASYNC;
-                sqe->fd = AT_FDCWD;
-                sqe->addr = reinterpret_cast<uint64_t>(fifos[i].c_str());
-                sqe->open_flags = O_RDONLY | O_CLOEXEC;
-                sqe->user_data = i + 1;
-            }
+            for (unsigned i = 0; i < kOpens; i++)
+                prep_async_open(ring, fifos[i].c_str(), O_RDONLY, i + 1);
             if (int e = ring.submit_and_wait(0); e < 0) {
                 err.store(e);
                 break;
@@ -185,40 +224,21 @@ Result run_iowq_block(const Options& o) {
             std::this_thread::sleep_for(std::chrono::microseconds(200 + rng() % 2000));
             int w[kOpens];
             unsigned opened = 0;
-            // non-blocking, again until its reader is there (ENXIO before):
-            // a read open that failed must not leave this thread blocked
-            auto t_open = std::chrono::steady_clock::now();
-            for (; opened < kOpens; opened++) {
-                while ((w[opened] =
-                            open(fifos[opened].c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 &&
-                       errno == ENXIO &&
-                       std::chrono::steady_clock::now() - t_open < std::chrono::seconds(5))
-                    std::this_thread::sleep_for(std::chrono::microseconds(20));
-                if (w[opened] < 0) {
+            // non-blocking, again until its reader is there: a read open
+            // that failed must not leave this thread blocked
+            for (; opened < kOpens; opened++)
+                if ((w[opened] = open_writer(fifos[opened], std::chrono::seconds(5),
+                                             std::chrono::microseconds(20))) < 0) {
                     err.store(-errno);
                     break;
                 }
-            }
-            unsigned got = 0;
-            uint64_t mybad = 0;
-            auto t_wait = std::chrono::steady_clock::now();
-            while (got < kOpens &&
-                   std::chrono::steady_clock::now() - t_wait < std::chrono::seconds(5)) {
-                ring.wait(kOpens - got, 100000000);
-                got += ring.reap(kOpens - got, [&](const io_uring_cqe& c) {
-                    if (c.res >= 0)
-                        close(c.res);
-                    else
-                        mybad++;
-                });
-            }
+            unsigned got = reap_opens(ring, kOpens, std::chrono::seconds(5), bad);
             for (unsigned i = 0; i < opened; i++)
                 close(w[i]);
             if (got < kOpens) { // an open that never completed: the run is void
                 err.store(-ETIME);
                 break;
             }
-            bad.fetch_add(mybad, std::memory_order_relaxed);
             ops.fetch_add(got, std::memory_order_relaxed);
             rounds.fetch_add(1, std::memory_order_relaxed);
         }
@@ -268,30 +288,6 @@ Result run_iowq_starve(const Options& o) {
             err.store(e);
         else if (int e = ring.register_op(IORING_REGISTER_IOWQ_MAX_WORKERS, limits, 2); e < 0)
             err.store(e);
-        auto open_async = [&](int flags, uint64_t ud) {
-            io_uring_sqe* sqe = ring.get_sqe();
-            sqe->opcode = IORING_OP_OPENAT;
-            sqe->flags = IOSQE_ASYNC;
-            sqe->fd = AT_FDCWD;
-            sqe->addr = reinterpret_cast<uint64_t>(fifo.c_str());
-            sqe->open_flags = flags | O_CLOEXEC;
-            sqe->user_data = ud;
-        };
-        // until n CQEs (each an fd, closed) or the limit; the count reaped
-        auto reap = [&](unsigned n, std::chrono::milliseconds limit) {
-            unsigned got = 0;
-            auto t_wait = std::chrono::steady_clock::now();
-            while (got < n && std::chrono::steady_clock::now() - t_wait < limit) {
-                ring.wait(1, 10000000);
-                got += ring.reap(n - got, [&](const io_uring_cqe& c) {
-                    if (c.res >= 0)
-                        close(c.res);
-                    else
-                        bad.fetch_add(1, std::memory_order_relaxed);
-                });
-            }
-            return got;
-        };
         // the thread's workers asleep in a function named fn..., polled up
         // to 1 s (a free worker sleeps in io_wq_worker, 6.1's io_wqe_worker)
         auto all_in = [&](const char* fn) {
@@ -308,23 +304,18 @@ Result run_iowq_starve(const Options& o) {
         while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
             // both workers made (or woken) and blocked, then released
             for (unsigned i = 0; i < kWorkers; i++)
-                open_async(O_RDONLY, 1);
+                prep_async_open(ring, fifo.c_str(), O_RDONLY, 1);
             if (int e = ring.submit_and_wait(0); e < 0) {
                 err.store(e);
                 break;
             }
             bool both = all_in("wait_for_partner");
-            int w;
-            auto t_open = std::chrono::steady_clock::now();
-            while ((w = open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC)) < 0 &&
-                   errno == ENXIO &&
-                   std::chrono::steady_clock::now() - t_open < std::chrono::seconds(10))
-                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            int w = open_writer(fifo, std::chrono::seconds(10), std::chrono::milliseconds(1));
             if (w < 0) { // no reader ever came: the run is void
                 err.store(-errno);
                 break;
             }
-            unsigned got = reap(kWorkers, std::chrono::seconds(10));
+            unsigned got = reap_opens(ring, kWorkers, std::chrono::seconds(10), bad);
             close(w);
             if (got < kWorkers) {
                 err.store(-ETIME);
@@ -337,13 +328,13 @@ Result run_iowq_starve(const Options& o) {
             }
             // the pair
             auto t_pair = std::chrono::steady_clock::now();
-            open_async(O_RDONLY, 2);
-            open_async(O_WRONLY, 3);
+            prep_async_open(ring, fifo.c_str(), O_RDONLY, 2);
+            prep_async_open(ring, fifo.c_str(), O_WRONLY, 3);
             if (int e = ring.submit_and_wait(0); e < 0) {
                 err.store(e);
                 break;
             }
-            got = reap(2, std::chrono::seconds(10));
+            got = reap_opens(ring, 2, std::chrono::seconds(10), bad);
             auto us = std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - t_pair)
                           .count();

@@ -174,8 +174,9 @@ class MutantScore(unittest.TestCase):
 
         # the flags race's report has a frame at the mutated line
         at = {"f.c:7": "io_wq_worker_running"}
-        report = {"title": "f", "accesses": [{"stack": [
-            {"fn": "io_wq_worker_running", "where": ["f.c:7 (io_wq_worker_running)"]}]}]}
+        report = {"title": "f", "test": "uringrace/iowq-raw", "t_workload": 3.5,
+                  "accesses": [{"stack": [{"fn": "io_wq_worker_running",
+                                           "where": ["f.c:7 (io_wq_worker_running)"]}]}]}
 
         def side(titles, ops=100, anomalies=()):
             return Side(outcomes=[{"outcome": "pass"}], titles=titles, events=[],
@@ -198,6 +199,35 @@ class MutantScore(unittest.TestCase):
                                 (("x", "y"),))
         self.assertEqual("not observable here",
                          mutate.score(hidden, a, side([prep, flags]), at)["verdict"])
+
+    def test_a_race_a_shows_too_counts_per_report_site(self):
+        # 6.1: the io-wq flags race is in A (io_worker_handle_work, line 510);
+        # a mutant of line 464 of that function that B reports at 464 is a
+        # catch, one B reports only at 510 (or that A reports at 464) is not
+        from uringrace import mutants, mutate
+        from uringrace.records import Side
+        at = {"io-wq.c:464": "io_worker_handle_work"}
+
+        def rep(line, t):
+            return {"title": "f", "test": "uringrace/iowq-raw", "t_workload": t,
+                    "accesses": [{"stack": [{"fn": "io_worker_handle_work",
+                                             "where": [f"io_uring/io-wq.c:{line}"]}]}]}
+
+        def side(*reports):
+            return Side(outcomes=[{"outcome": "pass"}], events=[], reports=list(reports),
+                        titles=[{"id": "iowq-worker-flags", "title": "f", "scope": "io_uring",
+                                 "by_workload": {"iowq-raw": {"count": len(reports),
+                                                              "first_s": 1.0}}}],
+                        workloads={"iowq-raw": {"ops_per_s": [100], "anomalies": []}})
+        m = mutants.Mutant("m", "io_uring/io-wq.c", ("iowq-raw",), "b", "kcsan", "",
+                           (("x", "y"),))
+        a = side(rep(510, 1.0))
+        hit = mutate.score(m, a, side(rep(510, 1.0), rep(464, 7.25)), at)
+        self.assertEqual(("caught", 7.25), (hit["verdict"], hit["first_s"]))
+        self.assertIn("iowq-worker-flags at io-wq.c:464 (also in A", hit["detail"])
+        self.assertEqual("missed", mutate.score(m, a, side(rep(510, 2.0)), at)["verdict"])
+        both = side(rep(510, 1.0), rep(464, 2.0))
+        self.assertEqual("missed", mutate.score(m, both, side(rep(464, 7.25)), at)["verdict"])
 
     def test_a_crash_in_io_uring_code_is_a_catch_and_one_elsewhere_is_not(self):
         from uringrace import mutants, mutate
@@ -263,7 +293,8 @@ class MutantScore(unittest.TestCase):
         from uringrace.records import Side
 
         def rep(title, fn, where):
-            return {"title": title, "accesses": [{"stack": [{"fn": fn, "where": where}]}]}
+            return {"title": title, "test": "uringrace/s",
+                    "accesses": [{"stack": [{"fn": fn, "where": where}]}]}
         here = {"id": "", "title": "race in f", "scope": "io_uring",
                 "by_workload": {"s": {"count": 1, "first_s": 2.0}}}
         there = dict(here, title="race in g")

@@ -287,7 +287,7 @@ def _patch_loop_step(args, arch, rd, which):
         return name, False, f"no mutant {which} in a catalog for this tree"
     storms = mutate.storm_args(m.storms)
     sub = os.path.join(rd, arch, f"patch-{m.id}")
-    a = run_side(args, arch, sub + "-A", PATCH_STEP_SECONDS, storms=storms, symbols=False)
+    a = run_side(args, arch, sub + "-A", PATCH_STEP_SECONDS, storms=storms)
     patch = mutants.write_patch(m, src, os.path.join(rd, arch))
     b = run_side(args.for_tree(args.ksrc, args.kver, (patch,)), arch, sub + "-B",
                  PATCH_STEP_SECONDS, storms=storms)

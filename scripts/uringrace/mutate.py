@@ -43,25 +43,43 @@ def _races(side, storms):
     return out
 
 
-def _at_sites(side, key, at):
-    """The first of `at` (mutants.sites: 'FILE:LINE' -> function) that a B
-    report of race `key` has a frame in: a file:line its symbolized stack
-    (inlined frames too) names, or a frame in the mutated function."""
-    titles = {g["title"] for g in side.titles if (g["id"] or g["title"]) == key}
+def _report_site(r, at):
+    """Where report r is at the mutated code (at: mutants.sites, 'FILE:LINE'
+    -> function): (site, 'line') when a frame of its symbolized stacks
+    (inlined frames too) names a mutated line, else (site, 'function') when
+    a frame is in the mutated function, else None."""
     funcs = {fn for fn in at.values() if fn}
+    by_fn = None
+    for acc in r["accesses"]:
+        for fr in acc["stack"]:
+            for w in fr.get("where", ()):
+                loc = w.replace("(inlined by) ", "").split(" ")[0]
+                hit = next((s for s in at if loc == s or loc.endswith("/" + s)), None)
+                if hit:
+                    return hit, "line"
+            if by_fn is None and fr.get("fn") in funcs:
+                by_fn = next(s for s, fn in at.items() if fn == fr["fn"])
+    return (by_fn, "function") if by_fn else None
+
+
+def _at_sites(side, storms, at):
+    """A side's io_uring race reports in the given storms at the mutated
+    code, per report: {race key: {'line' or 'function': (site, first
+    seconds after its storm's start)}} (_report_site)."""
+    keys = {g["title"]: g["id"] or g["title"] for g in side.titles if g["scope"] == "io_uring"}
+    out = {}
     for r in side.reports:
-        if r["title"] not in titles:
+        wl = r.get("test", "").split("/", 1)[-1]
+        hit = _report_site(r, at) if r["title"] in keys and wl in storms else None
+        if not hit:
             continue
-        for acc in r["accesses"]:
-            for fr in acc["stack"]:
-                for w in fr.get("where", ()):
-                    loc = w.replace("(inlined by) ", "").split(" ")[0]
-                    hit = next((s for s in at if loc == s or loc.endswith("/" + s)), None)
-                    if hit:
-                        return hit
-                if fr.get("fn") in funcs:
-                    return next(s for s, fn in at.items() if fn == fr["fn"])
-    return None
+        site, how = hit
+        got = out.setdefault(keys[r["title"]], {})
+        t = r.get("t_workload")
+        old = got.get(how)
+        if not old or (t is not None and (old[1] is None or t < old[1])):
+            got[how] = (site, t)
+    return out
 
 
 # the faulting function of an oops: x86-64's RIP line, arm64's pc line
@@ -113,16 +131,28 @@ def score(m, a, b, at):
     """One build of m (a mutant or an emulated form) from A's and B's sides:
     {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
     showed and A's did not, with a report at the mutated code (at: mutants.
-    sites; kcsan true), anomalies where A had none, or a guest of B killed by
+    sites; kcsan true; a race A shows too counts when B reports it at a
+    mutated line and A never does), anomalies where A had none, or a guest of B killed by
     a crash or hang in io_uring code (crash()) where A's lived. A new race elsewhere
     is listed, not counted: a storm's rarer real races come and go."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
-    where = {k: _at_sites(b, k, at) for k in sorted(set(rb) - set(ra))}
+    ha, hb = _at_sites(a, m.storms, at), _at_sites(b, m.storms, at)
+    where = {}
+    for k in sorted(rb):
+        h = hb.get(k, {})
+        if k not in ra:
+            where[k] = h.get("line") or h.get("function")
+        elif "line" in h and "line" not in ha.get(k, {}):
+            # a race A shows too, but B reports it at the mutated line and
+            # A never does: per report site, not per race id
+            where[k] = h["line"]
     elsewhere = [k for k, w in where.items() if not w]
     new = [k for k, w in where.items() if w]
     extra = anomalies(b, m.storms) if not anomalies(a, m.storms) else 0
-    firsts = [rb[k] for k in new if rb[k] is not None]
-    seen = [f"{k} at {where[k]}" for k in new]
+    firsts = [where[k][1] if where[k][1] is not None else rb[k] for k in new]
+    firsts = [f for f in firsts if f is not None]
+    seen = [f"{k} at {where[k][0]}" + (" (also in A, elsewhere)" if k in ra else "")
+            for k in new]
     seen += [f"{extra} anomalies"] if extra else []
     seen += [f"(new elsewhere, not counted: {', '.join(elsewhere)})"] if elsewhere else []
     out = {"verdict": "missed", "kcsan": bool(new), "first_s": min(firsts) if firsts else None,
@@ -232,8 +262,10 @@ def cmd_mutate(args):
     rd = run_dir(args, "mutate")
     rows, t_start = [], time.time()
     for arch in args.arch:
+        # A symbolized too: a race A shows is B's catch only where A never
+        # reports it at the mutated line (score)
         a = run_side(args, arch, os.path.join(rd, f"{arch}-A"), secs, storms=storms,
-                     symbols=False, reuse=args.reuse_a)
+                     reuse=args.reuse_a)
         runs = {}
         for m in todo:
             if not runs_it(m):

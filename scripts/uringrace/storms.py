@@ -116,7 +116,7 @@ def merge(booted, storms, entries):
             if since_wl is not None and (w["first_s"] is None or since_wl < w["first_s"]):
                 w["first_s"] = since_wl
             if scope != "other":
-                r["job"] = job
+                r["job"], r["t_workload"] = job, since_wl
                 full.append(r)
     return Side(outcomes=outcomes, workloads=workloads, titles=list(titles.values()),
                 events=events, reports=full)

@@ -20,8 +20,12 @@ int sys_enter(int fd, unsigned submit, unsigned complete, unsigned flags) {
 } // namespace
 
 int RawRing::init(unsigned entries, unsigned flags, unsigned sq_idle_ms, int sq_cpu,
-                  unsigned cq_entries) {
+                  unsigned cq_entries, int attach_fd) {
     io_uring_params p{};
+    if (attach_fd >= 0) {
+        flags |= IORING_SETUP_ATTACH_WQ;
+        p.wq_fd = static_cast<unsigned>(attach_fd);
+    }
     if (sq_cpu >= 0) {
         flags |= IORING_SETUP_SQ_AFF;
         p.sq_thread_cpu = static_cast<unsigned>(sq_cpu);

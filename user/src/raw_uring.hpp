@@ -15,10 +15,11 @@ class RawRing {
   public:
     // flags: IORING_SETUP_*; sq_idle_ms with IORING_SETUP_SQPOLL, and
     // sq_cpu >= 0 pins the SQ thread there (IORING_SETUP_SQ_AFF); cq_entries
-    // > 0 sizes the CQ (IORING_SETUP_CQSIZE).
+    // > 0 sizes the CQ (IORING_SETUP_CQSIZE); attach_fd >= 0 shares that
+    // ring's io-wq, and with SQPOLL its SQ thread (IORING_SETUP_ATTACH_WQ).
     // Returns 0 or -errno; on error, what() says which step failed.
     int init(unsigned entries, unsigned flags = 0, unsigned sq_idle_ms = 0, int sq_cpu = -1,
-             unsigned cq_entries = 0);
+             unsigned cq_entries = 0, int attach_fd = -1);
     ~RawRing();
     RawRing() = default;
     RawRing(const RawRing&) = delete;

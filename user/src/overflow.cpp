@@ -2,21 +2,22 @@
 //
 // A ring with a CQ of o.entries and COOP_TASKRUN | TASKRUN_FLAG: each round
 // submits four times the CQ's size before reaping any: NOPs, IOSQE_ASYNC NOPs
-// (io-wq workers post them under the completion lock) and 8-byte reads of an
-// empty pipe, which a writer thread then fills: each read's poll wake-up adds
-// task work from the writer's context, setting IORING_SQ_TASKRUN in sq_flags
-// while this task runs task work, clears it, and posts the completions that
-// do not fit into the overflow list, setting IORING_SQ_CQ_OVERFLOW in the
-// same word. We reap, and when the CQ is empty with completions missing,
-// enter the kernel to flush. Every user_data of a round must come back
-// exactly once, within the watchdog's limit. The defer form sets the ring
-// up with SINGLE_ISSUER | DEFER_TASKRUN instead of COOP_TASKRUN: the wake-ups
-// queue local work (io_req_local_work_add) that runs only when we wait.
+// (io-wq workers post them under the completion lock) and reads of an
+// eventfd at 0, which a writer thread then counts up: each read's poll
+// wake-up adds task work from the writer's context, setting
+// IORING_SQ_TASKRUN in sq_flags while this task runs task work, clears it,
+// and posts the completions that do not fit into the overflow list, setting
+// IORING_SQ_CQ_OVERFLOW in the same word. We reap, and when the CQ is empty with completions
+// missing, enter the kernel to flush. Every user_data of a round must come back exactly once,
+// within the watchdog's limit. The defer form sets the ring up with SINGLE_ISSUER | DEFER_TASKRUN
+// instead of COOP_TASKRUN: the wake-ups queue local work (io_req_local_work_add) that runs only
+// when we wait.
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <sys/eventfd.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -40,19 +41,24 @@ Result overflow_storm(const Options& o, bool defer) {
                                          : "io_uring_setup(CQSIZE, TASKRUN_FLAG)");
         return r;
     }
-    int pfd[2];
-    if (pipe(pfd)) {
-        r.skipped = std::string("pipe: ") + std::strerror(errno);
+    // An eventfd (a semaphore: a read takes one), not a pipe: 6.1's pipes
+    // lack FMODE_NOWAIT, so io_uring retries a poll-woken pipe read 128
+    // times (APOLL_MAX_RETRY), then hands it to io-wq, and each round waited
+    // tens of ms for its reads (a tenth of 6.12's wake-ups). The guests'
+    // kernels have no AF_UNIX for a socket.
+    int efd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC);
+    if (efd < 0) {
+        r.skipped = std::string("eventfd: ") + std::strerror(errno);
         return r;
     }
-    // the writer: 8 bytes into the pipe for each read asked for
+    // the writer: one count for each read asked for
     std::atomic<int> owed{0};
     std::atomic<bool> stop{false};
     std::thread writer([&] {
-        const uint64_t word = 0x7572696e67726163; // "uringrac"
+        const uint64_t one = 1;
         while (!stop.load(std::memory_order_relaxed)) {
             if (owed.load(std::memory_order_acquire) > 0) {
-                if (write(pfd[1], &word, sizeof(word)) == sizeof(word))
+                if (write(efd, &one, sizeof(one)) == sizeof(one))
                     owed.fetch_sub(1, std::memory_order_acq_rel);
             } else {
                 std::this_thread::yield();
@@ -77,9 +83,9 @@ Result overflow_storm(const Options& o, bool defer) {
                 if (!sqe)
                     break;
                 unsigned kind = rng() % 3, reads = 0;
-                if (kind == 2) { // a pipe read: parked on poll until written
+                if (kind == 2) { // a read: parked on poll until counted up
                     sqe->opcode = IORING_OP_READ;
-                    sqe->fd = pfd[0];
+                    sqe->fd = efd;
                     sqe->addr = reinterpret_cast<uint64_t>(&buf_sink[(sent + n) % 64]);
                     sqe->len = sizeof(uint64_t);
                     reads++;
@@ -134,8 +140,7 @@ Result overflow_storm(const Options& o, bool defer) {
     }
     stop.store(true);
     writer.join();
-    close(pfd[0]);
-    close(pfd[1]);
+    close(efd);
     r.seconds = since(t0);
     r.anomalies["duplicate_cqe"] = dup;
     r.anomalies["bad_cqe"] = bad;

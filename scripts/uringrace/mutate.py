@@ -132,9 +132,10 @@ def score(m, a, b, at):
     {verdict, detail, first_s, kcsan}. Caught: an io_uring race B's storm
     showed and A's did not, with a report at the mutated code (at: mutants.
     sites; kcsan true; a race A shows too counts when B reports it at a
-    mutated line and A never does), anomalies where A had none, or a guest of B killed by
-    a crash or hang in io_uring code (crash()) where A's lived. A new race elsewhere
-    is listed, not counted: a storm's rarer real races come and go."""
+    mutated line and A never does), anomalies where A had none, or a guest
+    of B killed by a crash or hang in io_uring code (crash()) where A's
+    lived. A new race elsewhere is listed, not counted: a storm's rarer real
+    races come and go."""
     ra, rb = _races(a, m.storms), _races(b, m.storms)
     ha, hb = _at_sites(a, m.storms, at), _at_sites(b, m.storms, at)
     where = {}

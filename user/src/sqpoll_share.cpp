@@ -18,9 +18,9 @@
 // Each other thread, over and over: sets up a ring attached to the anchor,
 // submits a batch of NOPs through it, waits for them, sets the io-wq
 // affinity through the anchor kParks times (every CPU: nothing changes but
-// the parking), and closes the ring. Every
-// NOP must come back once, with its user_data and res 0 (bad_cqe), within
-// a second (lost_cqe: the SQ thread never ran it).
+// the parking), and closes the ring. Every NOP must come back once, with
+// its user_data and res 0 (bad_cqe), within a second (lost_cqe: the SQ
+// thread never ran it).
 #include <atomic>
 #include <chrono>
 #include <sched.h>
@@ -36,7 +36,9 @@ namespace {
 
 // Submit n NOPs (user_data 1..n) on an SQPOLL ring and wait for them, at
 // most limit: the count that came back; a CQE that is not one of them, or
-// comes twice, counted in bad.
+// comes twice, counted in bad. A NOP with no free SQ slot is not sent and
+// so not back: only SQEs the SQ thread never consumed (lost ones) hold the
+// ring's slots between batches.
 unsigned nops_through(RawRing& ring, unsigned n, std::chrono::milliseconds limit,
                       std::atomic<uint64_t>& bad) {
     for (unsigned i = 0; i < n; i++) {

@@ -235,6 +235,36 @@ TEST(HostIoUring, SqpollWithTheFenceNeverStalls) {
     EXPECT_EQ(0u, r.anomalies["lost_wakeups"]);
 }
 
+TEST(HostIoUring, RingsJoinAndLeaveOneSqThread) {
+    Options o = brief("sqpoll_share");
+    o.idle_ms = 10;
+    Result r = run_sqpoll_share(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.ops);
+    EXPECT_LT(0u, r.counts["rings"]);
+    EXPECT_LT(0u, r.counts["parks"]);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    EXPECT_EQ(0u, r.anomalies["bad_cqe"]);
+    EXPECT_EQ(0u, r.anomalies["lost_cqe"]);
+}
+
+TEST(HostIoUring, OverflowStormsGetEveryCompletionBack) {
+    for (auto run : {run_overflow, run_overflow_defer}) {
+        Options o = brief("overflow");
+        o.entries = 2;
+        o.watchdog_ms = 2000;
+        Result r = run(o);
+        if (!r.skipped.empty())
+            GTEST_SKIP() << r.skipped;
+        EXPECT_LT(0u, r.counts["rounds"]);
+        EXPECT_LT(0u, r.counts["overflow_seen"]);
+        EXPECT_EQ(0u, r.counts.count("errors"));
+        for (const char* a : {"bad_cqe", "duplicate_cqe", "lost_cqe"})
+            EXPECT_EQ(0u, r.anomalies[a]) << a;
+    }
+}
+
 TEST(Module, MissingModuleIsASkipNotAFailure) {
     Options o = brief("sq_head");
     Result r = run_module(o);

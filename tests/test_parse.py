@@ -174,3 +174,28 @@ class CompareScope(unittest.TestCase):
                                           "io_wqe_activate_free_worker"])
         # the seed 004 race, within about a second of /init in this run
         self.assertLess(first - con["init_time"], 10)
+
+
+class MarkersInsideAReport(unittest.TestCase):
+    def test_a_start_marker_printed_inside_a_report_block_counts(self):
+        # arm64 check, 2026-11-28: the marker of expectations.sh came from the
+        # other CPU between a KCSAN report's frames and was not seen
+        from uringrace import parse
+        text = """[  474.554472] uringrace: test-end 6 real_uring.sh rc=0
+[  474.590367] ==================================================================
+[  474.592546] BUG: KCSAN: data-race in __hrtimer_run_queues / hrtimer_active
+[  474.594620]
+[  474.595214] read to 0xfff000007feb5cd8 of 8 bytes by interrupt on cpu 1:
+[  474.596827]  hrtimer_active+0x70/0xf8
+[  474.603492] uringrace: test-start 7 expectations.sh
+[  474.603461]  arch_timer_handler_virt+0x4c/0x60
+[  474.604000]
+[  474.605000] write to 0xfff000007feb5cd8 of 8 bytes by interrupt on cpu 0:
+[  474.606000]  __hrtimer_run_queues+0x220/0x4b4
+[  474.607000] ==================================================================
+"""
+        con = parse.parse_console(text)
+        self.assertEqual(["expectations.sh"], [t["name"] for t in con["tests"]])
+        rep = con["reports"][0]
+        self.assertEqual("between-tests", rep["test"])
+        self.assertNotIn("test-start", "\n".join(rep["lines"]))

@@ -86,19 +86,21 @@ def parse_console(text):
             dropped += int(m.group(1))
         if INIT_RE.search(line) and init_time is None:
             init_time = ts
+        # a marker is another CPU's printk: it may land inside a report's
+        # block (its report keeps the test it began in)
         m = START_RE.search(line)
-        if m and rep is None:
+        if m:
             current = m.group(2)
             tests.append({"n": int(m.group(1)), "name": current, "start": ts,
                           "end": None, "rc": None})
             continue
         m = SUB_RE.search(line)
-        if m and rep is None and tests:
+        if m and tests:
             current = tests[-1]["name"] + "/" + m.group(1)
             subtests.append({"name": current, "start": ts})
             continue
         m = END_RE.search(line)
-        if m and rep is None:
+        if m:
             for t in tests:
                 if t["name"] == m.group(2) and t["end"] is None:
                     t["end"], t["rc"] = ts, int(m.group(3))

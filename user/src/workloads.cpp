@@ -410,6 +410,14 @@ const std::vector<RealWorkload>& real_workloads() {
         {"sqpoll_share",
          "rings join one SQ thread (ATTACH_WQ), run NOPs and leave, parking it each time",
          run_sqpoll_share},
+        {"sqpoll_flags",
+         "the SQ thread sleeps and wakes (NEED_WAKEUP) while MSG_RING bursts overflow its CQ "
+         "(CQ_OVERFLOW, same word); counts lost and stale flags",
+         run_sqpoll_flags},
+        {"poll_multi",
+         "a multishot poll on an eventfd another CPU writes without a pause: the poll's "
+         "reference count read while wake-ups raise it",
+         run_poll_multi},
         {"pbuf", "reads into a provided-buffer ring a second thread refills", run_pbuf},
         {"overflow", "CQ overflow while wake-ups add task work (TASKRUN flag) in sq_flags",
          run_overflow},

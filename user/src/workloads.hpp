@@ -41,6 +41,8 @@ Result run_iowq_churn(const Options& o);
 Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);
 Result run_sqpoll_share(const Options& o);
+Result run_sqpoll_flags(const Options& o);
+Result run_poll_multi(const Options& o);
 Result run_pbuf(const Options& o);
 Result run_overflow(const Options& o);
 Result run_overflow_defer(const Options& o);

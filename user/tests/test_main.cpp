@@ -249,6 +249,39 @@ TEST(HostIoUring, RingsJoinAndLeaveOneSqThread) {
     EXPECT_EQ(0u, r.anomalies["lost_cqe"]);
 }
 
+TEST(HostIoUring, SqThreadCyclesWhileBurstsOverflowItsCq) {
+    Options o = brief("sqpoll_flags");
+    o.entries = 4;
+    o.watchdog_ms = 500;
+    Result r = run_sqpoll_flags(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.counts["bursts"]);
+    EXPECT_LT(0u, r.counts["flushes"]);
+    EXPECT_LT(0u, r.counts["nops"]);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    for (const char* a :
+         {"bad_cqe", "lost_cqe", "overflow_flag_lost", "overflow_flag_stale", "nop_lost"}) {
+        ASSERT_EQ(1u, r.anomalies.count(a)) << a;
+        EXPECT_EQ(0u, r.anomalies[a]) << a;
+    }
+}
+
+TEST(HostIoUring, MultishotPollSeesEveryWakeUp) {
+    Options o = brief("poll_multi");
+    o.watchdog_ms = 500;
+    Result r = run_poll_multi(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.ops);
+    EXPECT_LT(0u, r.counts["writes"]);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    for (const char* a : {"bad_cqe", "lost_wakeup"}) {
+        ASSERT_EQ(1u, r.anomalies.count(a)) << a;
+        EXPECT_EQ(0u, r.anomalies[a]) << a;
+    }
+}
+
 TEST(HostIoUring, OverflowStormsGetEveryCompletionBack) {
     for (auto run : {run_overflow, run_overflow_defer}) {
         Options o = brief("overflow");

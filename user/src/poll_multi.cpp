@@ -1,0 +1,133 @@
+// uringrace: a multishot poll woken without a pause.
+//
+// One IORING_OP_POLL_ADD with IORING_POLL_ADD_MULTI on an eventfd that is
+// never read (so always readable), while a thread on the other CPU writes
+// it without a pause. Each write wakes the poll (io_poll_wake): the waker
+// takes a reference in req->poll_refs (atomic_fetch_inc); the first takes
+// ownership and queues task work, which this task runs (io_poll_check_events)
+// reading poll_refs, posting a CQE and giving back what it saw, looping while
+// more wake-ups came in meanwhile. So the task reads the count while the
+// writer's wake-ups raise it, the whole run.
+//
+// Every CQE must be the poll's, with EPOLLIN in res (bad_cqe); a CQE
+// without IORING_CQE_F_MORE ends the multishot (the CQ was full), and it is
+// armed again (rearms). At the end the writer stops, the CQ is drained, and
+// one more write must bring a CQE within the watchdog (lost_wakeup).
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <thread>
+#include <unistd.h>
+
+#include "raw_uring.hpp"
+#include "workloads.hpp"
+
+namespace uringrace {
+
+namespace {
+
+constexpr uint64_t kPoll = 1;
+
+bool arm(RawRing& ring, int efd) {
+    io_uring_sqe* sqe = ring.get_sqe();
+    if (!sqe)
+        return false;
+    sqe->opcode = IORING_OP_POLL_ADD;
+    sqe->fd = efd;
+    sqe->poll32_events = POLLIN;
+    sqe->len = IORING_POLL_ADD_MULTI;
+    sqe->user_data = kPoll;
+    return ring.submit_and_wait(0) == 1;
+}
+
+} // namespace
+
+Result run_poll_multi(const Options& o) {
+    Result r = base(o, "raw");
+    if (std::thread::hardware_concurrency() < 2) {
+        r.skipped = "poll_multi needs two CPUs (the writer on one, the ring's task on the other)";
+        return r;
+    }
+    RawRing ring;
+    if (int e = ring.init(o.entries); e) {
+        r.skipped = skip_reason(e, "io_uring_setup");
+        return r;
+    }
+    int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (efd < 0) {
+        r.skipped = std::string("eventfd: ") + std::strerror(errno);
+        r.counts["errors"] = 1;
+        return r;
+    }
+    if (!pin_self(0) || !arm(ring, efd)) {
+        close(efd);
+        r.counts["errors"] = 1;
+        r.skipped = "cannot pin to CPU 0 or arm the multishot poll";
+        return r;
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<uint64_t> writes{0};
+    std::thread writer([&] {
+        pin_self(1);
+        const uint64_t one = 1;
+        while (!stop.load(std::memory_order_relaxed))
+            if (write(efd, &one, sizeof(one)) == sizeof(one))
+                writes.fetch_add(1, std::memory_order_relaxed);
+    });
+    uint64_t bad = 0, rearms = 0, lost = 0, arm_failed = 0;
+    bool ended = false;
+    auto take = [&](const io_uring_cqe& c) {
+        if (c.user_data != kPoll || (c.res >= 0 && !(c.res & POLLIN)))
+            bad++;
+        ended |= !(c.flags & IORING_CQE_F_MORE);
+    };
+    auto rearm_if_ended = [&] {
+        if (ended) {
+            ended = false;
+            rearms++;
+            arm_failed += !arm(ring, efd);
+        }
+    };
+    Budget budget(o);
+    auto t0 = std::chrono::steady_clock::now();
+    while (!budget.over(r.ops) && !g_interrupted.load(std::memory_order_relaxed) && !arm_failed) {
+        // waiting runs the poll's task work
+        ring.wait(1, 10000000);
+        r.ops += ring.reap(o.entries, take);
+        rearm_if_ended();
+    }
+    stop.store(true);
+    writer.join();
+    // drain, then one write must still be seen
+    for (int i = 0; i < 8 && !arm_failed; i++) {
+        ring.wait(1, 1000000);
+        r.ops += ring.reap(o.entries, take);
+        rearm_if_ended();
+    }
+    const uint64_t one = 1;
+    if (!arm_failed && write(efd, &one, sizeof(one)) == sizeof(one)) {
+        unsigned got = 0;
+        auto t = std::chrono::steady_clock::now();
+        while (!got &&
+               std::chrono::steady_clock::now() - t < std::chrono::milliseconds(o.watchdog_ms)) {
+            ring.wait(1, 1000000);
+            got = ring.reap(o.entries, take);
+        }
+        r.ops += got;
+        lost += !got;
+    }
+    close(efd);
+    r.seconds = since(t0);
+    r.anomalies["bad_cqe"] = bad;
+    r.anomalies["lost_wakeup"] = lost;
+    r.counts["writes"] = writes.load();
+    r.counts["rearms"] = rearms;
+    if (arm_failed || !writes.load() || !r.ops)
+        r.counts["errors"] = 1; // the poll not armed or never woken: missing work
+    return r;
+}
+
+} // namespace uringrace

@@ -200,10 +200,13 @@ Result run_iowq(const Options& o) {
 // ring up, runs four batches of IOSQE_ASYNC NOPs through its own io-wq and
 // exits: workers are created, go idle, wake and exit (each dropping its
 // reference on io-wq) while the other threads' do the same. Every CQE must
-// be a NOP's.
+// be a NOP's. A fifth batch is submitted and not waited for: the thread
+// exits (io_wq_exit_start sets IO_WQ_BIT_EXIT, its requests are cancelled)
+// while its workers still take those NOPs, reading the exit bit and each
+// work's flags; the ring is closed after the exit, by the starter.
 Result run_iowq_churn(const Options& o) {
     Result r = base(o, "raw");
-    std::atomic<uint64_t> ops{0}, bad{0}, rings{0};
+    std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0};
     std::atomic<int> err{0};
     Budget budget(o);
     auto t0 = clock_type::now();
@@ -211,8 +214,8 @@ Result run_iowq_churn(const Options& o) {
         const unsigned batch = std::min(32u, o.entries);
         uint64_t mybad = 0;
         while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
+            RawRing ring; // set up by the short-lived thread (its io-wq), closed here
             std::thread life([&] {
-                RawRing ring;
                 if (int e = ring.init(o.entries); e) {
                     err.store(e);
                     return;
@@ -225,6 +228,16 @@ Result run_iowq_churn(const Options& o) {
                     }
                     ops.fetch_add(n, std::memory_order_relaxed);
                 }
+                for (unsigned i = 0; i < batch; i++) {
+                    io_uring_sqe* sqe = ring.get_sqe();
+                    sqe->opcode = IORING_OP_NOP;
+                    sqe->flags = IOSQE_ASYNC;
+                }
+                if (int e = ring.submit_and_wait(0); e < 0) {
+                    err.store(e);
+                    return;
+                }
+                left.fetch_add(batch, std::memory_order_relaxed);
                 rings.fetch_add(1, std::memory_order_relaxed);
             });
             life.join();
@@ -235,6 +248,7 @@ Result run_iowq_churn(const Options& o) {
     r.ops = ops.load();
     r.anomalies["bad_cqe"] = bad.load();
     r.counts["rings"] = rings.load();
+    r.counts["left_in_flight"] = left.load();
     settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }

@@ -13,6 +13,14 @@
 // without IORING_CQE_F_MORE ends the multishot (the CQ was full), and it is
 // armed again (rearms). At the end the writer stops, the CQ is drained, and
 // one more write must bring a CQE within the watchdog (lost_wakeup).
+//
+// The defer form sets the ring up with SINGLE_ISSUER | DEFER_TASKRUN |
+// TASKRUN_FLAG: each wake-up that takes ownership queues local work from
+// the writer's CPU (io_req_local_work_add: it sets IORING_SQ_TASKRUN on an
+// empty list and reads how many completions the waiter waits for,
+// ctx->cq_wait_nr), while this task, waiting in io_uring_enter over and
+// over, sets cq_wait_nr before each sleep and resets it after, and clears
+// the flag as it runs the work.
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -45,15 +53,20 @@ bool arm(RawRing& ring, int efd) {
 
 } // namespace
 
-Result run_poll_multi(const Options& o) {
+namespace {
+
+Result poll_storm(const Options& o, bool defer) {
     Result r = base(o, "raw");
     if (std::thread::hardware_concurrency() < 2) {
         r.skipped = "poll_multi needs two CPUs (the writer on one, the ring's task on the other)";
         return r;
     }
     RawRing ring;
-    if (int e = ring.init(o.entries); e) {
-        r.skipped = skip_reason(e, "io_uring_setup");
+    const unsigned flags =
+        defer ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+              : 0;
+    if (int e = ring.init(o.entries, flags); e) {
+        r.skipped = skip_reason(e, defer ? "io_uring_setup(DEFER_TASKRUN)" : "io_uring_setup");
         return r;
     }
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -128,6 +141,15 @@ Result run_poll_multi(const Options& o) {
     if (arm_failed || !writes.load() || !r.ops)
         r.counts["errors"] = 1; // the poll not armed or never woken: missing work
     return r;
+}
+
+} // namespace
+
+Result run_poll_multi(const Options& o) {
+    return poll_storm(o, false);
+}
+Result run_poll_multi_defer(const Options& o) {
+    return poll_storm(o, true);
 }
 
 } // namespace uringrace

@@ -432,6 +432,10 @@ const std::vector<RealWorkload>& real_workloads() {
          "a multishot poll on an eventfd another CPU writes without a pause: the poll's "
          "reference count read while wake-ups raise it",
          run_poll_multi},
+        {"poll_multi_defer",
+         "poll_multi on a DEFER_TASKRUN ring: wake-ups queue local work while the task waits "
+         "and wakes",
+         run_poll_multi_defer},
         {"pbuf", "reads into a provided-buffer ring a second thread refills", run_pbuf},
         {"overflow", "CQ overflow while wake-ups add task work (TASKRUN flag) in sq_flags",
          run_overflow},

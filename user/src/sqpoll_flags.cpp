@@ -21,6 +21,7 @@
 // burst drained with nothing left to post (overflow_flag_stale), a NOP not
 // back within the watchdog after its wake-up, and a CQE that is not ours.
 #include <chrono>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -68,6 +69,7 @@ Result run_sqpoll_flags(const Options& o) {
     bool nop_out = false;
     clock::time_point nop_at{};
     std::vector<uint8_t> seen(burst);
+    std::mt19937_64 rng(o.seed);
     auto take = [&](const io_uring_cqe& c) {
         if (c.user_data == kNop && nop_out && c.res == 0) {
             nop_out = false;
@@ -93,6 +95,13 @@ Result run_sqpoll_flags(const Options& o) {
                 ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
                 nop_out = true;
                 nop_at = clock::now();
+                // the thread clears NEED_WAKEUP once it runs, tens of us
+                // from now: start the burst after a random spin up to
+                // --aim-after-ns, so that its flag writes fall around the
+                // clear, not always after it
+                const int64_t until = now_ns() + int64_t(rng() % (uint64_t(o.aim_after_ns) + 1));
+                while (now_ns() < until)
+                    ;
             }
         } else if (nop_out && clock::now() - nop_at > limit) {
             nop_lost++; // woken, yet the NOP was not run: wake it again

@@ -200,13 +200,13 @@ Result run_iowq(const Options& o) {
 // ring up, runs four batches of IOSQE_ASYNC NOPs through its own io-wq and
 // exits: workers are created, go idle, wake and exit (each dropping its
 // reference on io-wq) while the other threads' do the same. Every CQE must
-// be a NOP's. A fifth batch is submitted and not waited for: the thread
+// be a NOP's. A last batch (the whole SQ) is submitted and not waited for: the thread
 // exits (io_wq_exit_start sets IO_WQ_BIT_EXIT, its requests are cancelled)
 // while its workers still take those NOPs, reading the exit bit and each
 // work's flags; the ring is closed after the exit, by the starter.
 Result run_iowq_churn(const Options& o) {
     Result r = base(o, "raw");
-    std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0};
+    std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0}, done{0}, cancelled{0};
     std::atomic<int> err{0};
     Budget budget(o);
     auto t0 = clock_type::now();
@@ -228,19 +228,25 @@ Result run_iowq_churn(const Options& o) {
                     }
                     ops.fetch_add(n, std::memory_order_relaxed);
                 }
-                for (unsigned i = 0; i < batch; i++) {
-                    io_uring_sqe* sqe = ring.get_sqe();
+                unsigned n = 0; // the last batch: the whole SQ
+                for (io_uring_sqe* sqe; (sqe = ring.get_sqe()); n++) {
                     sqe->opcode = IORING_OP_NOP;
                     sqe->flags = IOSQE_ASYNC;
+                    sqe->user_data = n + 1;
                 }
                 if (int e = ring.submit_and_wait(0); e < 0) {
                     err.store(e);
                     return;
                 }
-                left.fetch_add(batch, std::memory_order_relaxed);
+                left.fetch_add(n, std::memory_order_relaxed);
                 rings.fetch_add(1, std::memory_order_relaxed);
             });
             life.join();
+            // how the last batch ended, as far as posted by now: run before
+            // the exit, or cancelled by it (work still queued at the exit)
+            ring.reap(o.entries, [&](const io_uring_cqe& c) {
+                (c.res == -ECANCELED ? cancelled : done).fetch_add(1, std::memory_order_relaxed);
+            });
         }
         bad.fetch_add(mybad);
     });
@@ -249,6 +255,8 @@ Result run_iowq_churn(const Options& o) {
     r.anomalies["bad_cqe"] = bad.load();
     r.counts["rings"] = rings.load();
     r.counts["left_in_flight"] = left.load();
+    r.counts["left_done"] = done.load();
+    r.counts["left_cancelled"] = cancelled.load();
     settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <random>
 #include <sched.h>
+#include <sys/mman.h>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -200,19 +201,34 @@ Result run_iowq(const Options& o) {
 // ring up, runs four batches of IOSQE_ASYNC NOPs through its own io-wq and
 // exits: workers are created, go idle, wake and exit (each dropping its
 // reference on io-wq) while the other threads' do the same. Every CQE must
-// be a NOP's. A last batch (the whole SQ) is submitted and not waited for: the thread
-// exits (io_wq_exit_start sets IO_WQ_BIT_EXIT, its requests are cancelled)
-// while its workers still take those NOPs, reading the exit bit and each
-// work's flags; the ring is closed after the exit, by the starter.
+// be a NOP's. A last batch fills the whole SQ with IOSQE_ASYNC reads of
+// 64 KiB (of a memfd's hole: tens of us each) and is not waited for: the
+// thread exits at once (io_wq_exit_start sets IO_WQ_BIT_EXIT) while its
+// workers still take those reads, testing the exit bit between them, and
+// the exit cancels what it can. in_flight_at_exit counts the reads not yet
+// back just before the exit; each must come back, whole or -ECANCELED
+// (bad_cqe), within the watchdog (lost_cqe).
 Result run_iowq_churn(const Options& o) {
     Result r = base(o, "raw");
-    std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0}, done{0}, cancelled{0};
+    std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0}, at_exit{0}, done{0}, cancelled{0},
+        lost{0};
     std::atomic<int> err{0};
+    constexpr unsigned kRead = 64 << 10;
+    const int mfd = memfd_create("uringrace-churn", MFD_CLOEXEC);
+    if (mfd < 0 || ftruncate(mfd, kRead) != 0) {
+        r.skipped = std::string("memfd: ") + std::strerror(errno);
+        r.counts["errors"] = 1;
+        if (mfd >= 0)
+            close(mfd);
+        return r;
+    }
     Budget budget(o);
     auto t0 = clock_type::now();
     run_threads(o.threads, o.pin, [&](unsigned) {
         const unsigned batch = std::min(32u, o.entries);
         uint64_t mybad = 0;
+        std::vector<char> buf(kRead); // all reads of a thread land here
+        unsigned mine_left = 0;       // the last batch's reads, to come back
         while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
             RawRing ring; // set up by the short-lived thread (its io-wq), closed here
             std::thread life([&] {
@@ -230,8 +246,11 @@ Result run_iowq_churn(const Options& o) {
                 }
                 unsigned n = 0; // the last batch: the whole SQ
                 for (io_uring_sqe* sqe; (sqe = ring.get_sqe()); n++) {
-                    sqe->opcode = IORING_OP_NOP;
+                    sqe->opcode = IORING_OP_READ;
                     sqe->flags = IOSQE_ASYNC;
+                    sqe->fd = mfd;
+                    sqe->addr = reinterpret_cast<uint64_t>(buf.data());
+                    sqe->len = kRead;
                     sqe->user_data = n + 1;
                 }
                 if (int e = ring.submit_and_wait(0); e < 0) {
@@ -239,14 +258,33 @@ Result run_iowq_churn(const Options& o) {
                     return;
                 }
                 left.fetch_add(n, std::memory_order_relaxed);
+                mine_left = n;
+                at_exit.fetch_add(n - ring.cq_ready(), std::memory_order_relaxed);
                 rings.fetch_add(1, std::memory_order_relaxed);
             });
             life.join();
-            // how the last batch ended, as far as posted by now: run before
-            // the exit, or cancelled by it (work still queued at the exit)
-            ring.reap(o.entries, [&](const io_uring_cqe& c) {
-                (c.res == -ECANCELED ? cancelled : done).fetch_add(1, std::memory_order_relaxed);
-            });
+            // each read of the last batch comes back, whole or cancelled by
+            // the exit (-ECANCELED), within the watchdog
+            if (mine_left) {
+                unsigned got = 0;
+                auto t = clock_type::now();
+                while (got < mine_left &&
+                       clock_type::now() - t < std::chrono::milliseconds(o.watchdog_ms)) {
+                    ring.wait(1, 1000000);
+                    got += ring.reap(o.entries, [&](const io_uring_cqe& c) {
+                        if (c.user_data == 0 || c.user_data > o.entries)
+                            mybad++;
+                        else if (c.res == int(kRead))
+                            done.fetch_add(1, std::memory_order_relaxed);
+                        else if (c.res == -ECANCELED)
+                            cancelled.fetch_add(1, std::memory_order_relaxed);
+                        else
+                            mybad++;
+                    });
+                }
+                lost.fetch_add(mine_left - std::min(got, mine_left), std::memory_order_relaxed);
+                mine_left = 0;
+            }
         }
         bad.fetch_add(mybad);
     });
@@ -254,9 +292,12 @@ Result run_iowq_churn(const Options& o) {
     r.ops = ops.load();
     r.anomalies["bad_cqe"] = bad.load();
     r.counts["rings"] = rings.load();
-    r.counts["left_in_flight"] = left.load();
+    r.anomalies["lost_cqe"] = lost.load();
+    r.counts["left_reads"] = left.load();
+    r.counts["in_flight_at_exit"] = at_exit.load();
     r.counts["left_done"] = done.load();
     r.counts["left_cancelled"] = cancelled.load();
+    close(mfd);
     settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }

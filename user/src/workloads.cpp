@@ -201,19 +201,22 @@ Result run_iowq(const Options& o) {
 // ring up, runs four batches of IOSQE_ASYNC NOPs through its own io-wq and
 // exits: workers are created, go idle, wake and exit (each dropping its
 // reference on io-wq) while the other threads' do the same. Every CQE must
-// be a NOP's. A last batch fills the whole SQ with IOSQE_ASYNC reads of
-// 64 KiB (of a memfd's hole: tens of us each) and is not waited for: the
+// be a NOP's. A last batch fills the SQ with IOSQE_ASYNC reads of 8 KiB (of
+// a memfd's hole: tens of us each under TCG) and is not waited for: the
 // thread exits at once (io_wq_exit_start sets IO_WQ_BIT_EXIT) while its
-// workers still take those reads, testing the exit bit between them, and
-// the exit cancels what it can. in_flight_at_exit counts the reads not yet
-// back just before the exit; each must come back, whole or -ECANCELED
-// (bad_cqe), within the watchdog (lost_cqe).
+// workers still take those reads, testing the exit bit at each. Every other
+// life first cancels them all (IORING_OP_ASYNC_CANCEL, CANCEL_ANY): queued
+// ones and, through IO_WQ_WORK_CANCEL, those the workers are starting.
+// in_flight_at_exit counts the reads not yet back just before the exit;
+// each must come back, whole or cut short by a cancel (bad_cqe), within the
+// watchdog (lost_cqe).
 Result run_iowq_churn(const Options& o) {
     Result r = base(o, "raw");
     std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0}, at_exit{0}, done{0}, cancelled{0},
         lost{0};
     std::atomic<int> err{0};
-    constexpr unsigned kRead = 64 << 10;
+    constexpr unsigned kRead = 8 << 10;
+    constexpr uint64_t kCancelTag = ~0ull;
     const int mfd = memfd_create("uringrace-churn", MFD_CLOEXEC);
     if (mfd < 0 || ftruncate(mfd, kRead) != 0) {
         r.skipped = std::string("memfd: ") + std::strerror(errno);
@@ -228,7 +231,8 @@ Result run_iowq_churn(const Options& o) {
         const unsigned batch = std::min(32u, o.entries);
         uint64_t mybad = 0;
         std::vector<char> buf(kRead); // all reads of a thread land here
-        unsigned mine_left = 0;       // the last batch's reads, to come back
+        unsigned mine_left = 0;       // the last batch's CQEs, to come back
+        uint64_t lives = 0;
         while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
             RawRing ring; // set up by the short-lived thread (its io-wq), closed here
             std::thread life([&] {
@@ -244,8 +248,9 @@ Result run_iowq_churn(const Options& o) {
                     }
                     ops.fetch_add(n, std::memory_order_relaxed);
                 }
-                unsigned n = 0; // the last batch: the whole SQ
-                for (io_uring_sqe* sqe; (sqe = ring.get_sqe()); n++) {
+                const bool cancel = ++lives % 2 == 0;
+                unsigned n = 0; // the last batch: the whole SQ (but a slot for the cancel)
+                for (io_uring_sqe* sqe; n + cancel < o.entries && (sqe = ring.get_sqe()); n++) {
                     sqe->opcode = IORING_OP_READ;
                     sqe->flags = IOSQE_ASYNC;
                     sqe->fd = mfd;
@@ -257,9 +262,20 @@ Result run_iowq_churn(const Options& o) {
                     err.store(e);
                     return;
                 }
+                if (cancel) { // every other life: cancel them all, the running ones too
+                    io_uring_sqe* sqe = ring.get_sqe();
+                    sqe->opcode = IORING_OP_ASYNC_CANCEL;
+                    sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY;
+                    sqe->user_data = kCancelTag;
+                    if (int e = ring.submit_and_wait(0); e < 0) {
+                        err.store(e);
+                        return;
+                    }
+                }
                 left.fetch_add(n, std::memory_order_relaxed);
-                mine_left = n;
-                at_exit.fetch_add(n - ring.cq_ready(), std::memory_order_relaxed);
+                mine_left = n + cancel;
+                at_exit.fetch_add(mine_left - std::min(ring.cq_ready(), mine_left),
+                                  std::memory_order_relaxed);
                 rings.fetch_add(1, std::memory_order_relaxed);
             });
             life.join();
@@ -272,11 +288,14 @@ Result run_iowq_churn(const Options& o) {
                        clock_type::now() - t < std::chrono::milliseconds(o.watchdog_ms)) {
                     ring.wait(1, 1000000);
                     got += ring.reap(o.entries, [&](const io_uring_cqe& c) {
-                        if (c.user_data == 0 || c.user_data > o.entries)
+                        if (c.user_data == kCancelTag) // how many it found, or none
+                            mybad += c.res < 0 && c.res != -ENOENT && c.res != -EALREADY;
+                        else if (c.user_data == 0 || c.user_data > o.entries)
                             mybad++;
                         else if (c.res == int(kRead))
                             done.fetch_add(1, std::memory_order_relaxed);
-                        else if (c.res == -ECANCELED)
+                        else if (c.res == -ECANCELED || c.res == -EINTR ||
+                                 (c.res > 0 && c.res < int(kRead)))
                             cancelled.fetch_add(1, std::memory_order_relaxed);
                         else
                             mybad++;

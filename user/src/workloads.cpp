@@ -201,41 +201,19 @@ Result run_iowq(const Options& o) {
 // ring up, runs four batches of IOSQE_ASYNC NOPs through its own io-wq and
 // exits: workers are created, go idle, wake and exit (each dropping its
 // reference on io-wq) while the other threads' do the same. Every CQE must
-// be a NOP's. A last batch fills the SQ with IOSQE_ASYNC reads of 8 KiB (of
-// a memfd's hole: tens of us each under TCG) and is not waited for: the
-// thread exits at once (io_wq_exit_start sets IO_WQ_BIT_EXIT) while its
-// workers still take those reads, testing the exit bit at each. Every other
-// life first cancels them all (IORING_OP_ASYNC_CANCEL, CANCEL_ANY): queued
-// ones and, through IO_WQ_WORK_CANCEL, those the workers are starting.
-// in_flight_at_exit counts the reads not yet back just before the exit;
-// each must come back, whole or cut short by a cancel (bad_cqe), within the
-// watchdog (lost_cqe).
+// be a NOP's.
 Result run_iowq_churn(const Options& o) {
     Result r = base(o, "raw");
-    std::atomic<uint64_t> ops{0}, bad{0}, rings{0}, left{0}, at_exit{0}, done{0}, cancelled{0},
-        lost{0};
+    std::atomic<uint64_t> ops{0}, bad{0}, rings{0};
     std::atomic<int> err{0};
-    constexpr unsigned kRead = 8 << 10;
-    constexpr uint64_t kCancelTag = ~0ull;
-    const int mfd = memfd_create("uringrace-churn", MFD_CLOEXEC);
-    if (mfd < 0 || ftruncate(mfd, kRead) != 0) {
-        r.skipped = std::string("memfd: ") + std::strerror(errno);
-        r.counts["errors"] = 1;
-        if (mfd >= 0)
-            close(mfd);
-        return r;
-    }
     Budget budget(o);
     auto t0 = clock_type::now();
     run_threads(o.threads, o.pin, [&](unsigned) {
         const unsigned batch = std::min(32u, o.entries);
         uint64_t mybad = 0;
-        std::vector<char> buf(kRead); // all reads of a thread land here
-        unsigned mine_left = 0;       // the last batch's CQEs, to come back
-        uint64_t lives = 0;
         while (!budget.over(ops.load(std::memory_order_relaxed)) && !err.load()) {
-            RawRing ring; // set up by the short-lived thread (its io-wq), closed here
             std::thread life([&] {
+                RawRing ring;
                 if (int e = ring.init(o.entries); e) {
                     err.store(e);
                     return;
@@ -248,8 +226,58 @@ Result run_iowq_churn(const Options& o) {
                     }
                     ops.fetch_add(n, std::memory_order_relaxed);
                 }
-                const bool cancel = ++lives % 2 == 0;
-                unsigned n = 0; // the last batch: the whole SQ (but a slot for the cancel)
+                rings.fetch_add(1, std::memory_order_relaxed);
+            });
+            life.join();
+        }
+        bad.fetch_add(mybad);
+    });
+    r.seconds = since(t0);
+    r.ops = ops.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.counts["rings"] = rings.load();
+    settle_setup_error(r, err.load(), "io_uring_setup");
+    return r;
+}
+// io-wq's exit: each of o.threads threads keeps a ring and starts, over and
+// over, a short-lived thread that submits a batch filling the SQ with
+// IOSQE_ASYNC reads of 8 KiB (of a memfd's hole: tens of us each under TCG)
+// through it and exits at once. Its first submission gave it an io-wq; its
+// exit (io_wq_exit_start sets IO_WQ_BIT_EXIT) comes while those workers
+// still take the reads, testing the exit bit at each. Every other life
+// first cancels them all (IORING_OP_ASYNC_CANCEL, CANCEL_ANY): queued ones
+// and, through IO_WQ_WORK_CANCEL, those the workers are starting.
+// in_flight_at_exit counts the reads not yet back just before the exit;
+// each must come back, whole or cut short by a cancel (bad_cqe), within the
+// watchdog (lost_cqe).
+Result run_iowq_exit(const Options& o) {
+    Result r = base(o, "raw");
+    std::atomic<uint64_t> lives{0}, bad{0}, left{0}, at_exit{0}, done{0}, cancelled{0}, lost{0};
+    std::atomic<int> err{0};
+    constexpr unsigned kRead = 8 << 10;
+    constexpr uint64_t kCancelTag = ~0ull;
+    const int mfd = memfd_create("uringrace-exit", MFD_CLOEXEC);
+    if (mfd < 0 || ftruncate(mfd, kRead) != 0) {
+        r.skipped = std::string("memfd: ") + std::strerror(errno);
+        r.counts["errors"] = 1;
+        if (mfd >= 0)
+            close(mfd);
+        return r;
+    }
+    Budget budget(o);
+    auto t0 = clock_type::now();
+    run_threads(o.threads, o.pin, [&](unsigned) {
+        RawRing ring;
+        if (int e = ring.init(o.entries); e) {
+            err.store(e);
+            return;
+        }
+        std::vector<char> buf(kRead); // all reads of a thread land here
+        uint64_t mybad = 0, mine = 0;
+        while (!budget.over(left.load(std::memory_order_relaxed)) && !err.load()) {
+            const bool cancel = ++mine % 2 == 0;
+            unsigned n = 0; // the whole SQ, but a slot for the cancel
+            std::thread life([&] {
                 for (io_uring_sqe* sqe; n + cancel < o.entries && (sqe = ring.get_sqe()); n++) {
                     sqe->opcode = IORING_OP_READ;
                     sqe->flags = IOSQE_ASYNC;
@@ -258,66 +286,62 @@ Result run_iowq_churn(const Options& o) {
                     sqe->len = kRead;
                     sqe->user_data = n + 1;
                 }
-                if (int e = ring.submit_and_wait(0); e < 0) {
-                    err.store(e);
-                    return;
-                }
-                if (cancel) { // every other life: cancel them all, the running ones too
+                if (cancel) { // after the reads: cancel them all, the running ones too
                     io_uring_sqe* sqe = ring.get_sqe();
                     sqe->opcode = IORING_OP_ASYNC_CANCEL;
                     sqe->cancel_flags = IORING_ASYNC_CANCEL_ANY;
                     sqe->user_data = kCancelTag;
-                    if (int e = ring.submit_and_wait(0); e < 0) {
-                        err.store(e);
-                        return;
-                    }
                 }
-                left.fetch_add(n, std::memory_order_relaxed);
-                mine_left = n + cancel;
-                at_exit.fetch_add(mine_left - std::min(ring.cq_ready(), mine_left),
+                if (int e = ring.submit_and_wait(0); e < 0) {
+                    err.store(e);
+                    n = 0;
+                    return;
+                }
+                at_exit.fetch_add(n + cancel - std::min(ring.cq_ready(), n + cancel),
                                   std::memory_order_relaxed);
-                rings.fetch_add(1, std::memory_order_relaxed);
             });
             life.join();
-            // each read of the last batch comes back, whole or cancelled by
-            // the exit (-ECANCELED), within the watchdog
-            if (mine_left) {
-                unsigned got = 0;
-                auto t = clock_type::now();
-                while (got < mine_left &&
-                       clock_type::now() - t < std::chrono::milliseconds(o.watchdog_ms)) {
-                    ring.wait(1, 1000000);
-                    got += ring.reap(o.entries, [&](const io_uring_cqe& c) {
-                        if (c.user_data == kCancelTag) // how many it found, or none
-                            mybad += c.res < 0 && c.res != -ENOENT && c.res != -EALREADY;
-                        else if (c.user_data == 0 || c.user_data > o.entries)
-                            mybad++;
-                        else if (c.res == int(kRead))
-                            done.fetch_add(1, std::memory_order_relaxed);
-                        else if (c.res == -ECANCELED || c.res == -EINTR ||
-                                 (c.res > 0 && c.res < int(kRead)))
-                            cancelled.fetch_add(1, std::memory_order_relaxed);
-                        else
-                            mybad++;
-                    });
-                }
-                lost.fetch_add(mine_left - std::min(got, mine_left), std::memory_order_relaxed);
-                mine_left = 0;
+            if (!n)
+                break;
+            left.fetch_add(n, std::memory_order_relaxed);
+            lives.fetch_add(1, std::memory_order_relaxed);
+            unsigned got = 0;
+            auto t = clock_type::now();
+            while (got < n + cancel &&
+                   clock_type::now() - t < std::chrono::milliseconds(o.watchdog_ms)) {
+                ring.wait(1, 1000000);
+                got += ring.reap(o.entries, [&](const io_uring_cqe& c) {
+                    if (c.user_data == kCancelTag) // how many it found, or none
+                        mybad += c.res < 0 && c.res != -ENOENT && c.res != -EALREADY;
+                    else if (c.user_data == 0 || c.user_data > o.entries)
+                        mybad++;
+                    else if (c.res == int(kRead))
+                        done.fetch_add(1, std::memory_order_relaxed);
+                    else if (c.res == -ECANCELED || c.res == -EINTR ||
+                             (c.res > 0 && c.res < int(kRead)))
+                        cancelled.fetch_add(1, std::memory_order_relaxed);
+                    else
+                        mybad++;
+                });
             }
+            lost.fetch_add(n + cancel - std::min(got, n + cancel), std::memory_order_relaxed);
+            if (got < n + cancel)
+                break; // the ring's accounting is behind: no more lives on it
         }
         bad.fetch_add(mybad);
     });
-    r.seconds = since(t0);
-    r.ops = ops.load();
-    r.anomalies["bad_cqe"] = bad.load();
-    r.counts["rings"] = rings.load();
-    r.anomalies["lost_cqe"] = lost.load();
-    r.counts["left_reads"] = left.load();
-    r.counts["in_flight_at_exit"] = at_exit.load();
-    r.counts["left_done"] = done.load();
-    r.counts["left_cancelled"] = cancelled.load();
     close(mfd);
+    r.seconds = since(t0);
+    r.ops = left.load();
+    r.anomalies["bad_cqe"] = bad.load();
+    r.anomalies["lost_cqe"] = lost.load();
+    r.counts["lives"] = lives.load();
+    r.counts["in_flight_at_exit"] = at_exit.load();
+    r.counts["done"] = done.load();
+    r.counts["cancelled"] = cancelled.load();
     settle_setup_error(r, err.load(), "io_uring_setup");
+    if (!err.load() && !lives.load())
+        r.counts["errors"] = 1; // no thread exited with reads in flight: missing work
     return r;
 }
 namespace {
@@ -478,6 +502,10 @@ const std::vector<RealWorkload>& real_workloads() {
         {"iowq", "IOSQE_ASYNC bursts with idle gaps: io-wq workers busy/free", run_iowq},
         {"iowq_churn", "rings set up, run through io-wq and closed: workers come and go",
          run_iowq_churn},
+        {"iowq_exit",
+         "threads exit with io-wq reads in flight (every other one cancels them first): the "
+         "exit bit and cancel marks set while workers take work",
+         run_iowq_exit},
         {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
          run_iowq_hashed},
         {"iowq_block", "io-wq workers blocked in FIFO opens, woken all at once: running count",

@@ -38,6 +38,7 @@ Result run_iowq_hashed(const Options& o);
 Result run_iowq_block(const Options& o);
 Result run_iowq_starve(const Options& o);
 Result run_iowq_churn(const Options& o);
+Result run_iowq_exit(const Options& o);
 Result run_cq(const Options& o);
 Result run_cq_sqpoll(const Options& o);
 Result run_sqpoll_share(const Options& o);

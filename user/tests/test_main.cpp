@@ -284,6 +284,21 @@ TEST(HostIoUring, MultishotPollSeesEveryWakeUp) {
     }
 }
 
+TEST(HostIoUring, ThreadsExitWithIoWqReadsInFlight) {
+    Options o = brief("iowq_exit");
+    o.watchdog_ms = 500;
+    Result r = run_iowq_exit(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.counts["lives"]);
+    EXPECT_LT(0u, r.counts["done"] + r.counts["cancelled"]);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    for (const char* a : {"bad_cqe", "lost_cqe"}) {
+        ASSERT_EQ(1u, r.anomalies.count(a)) << a;
+        EXPECT_EQ(0u, r.anomalies[a]) << a;
+    }
+}
+
 TEST(HostIoUring, OverflowStormsGetEveryCompletionBack) {
     for (auto run : {run_overflow, run_overflow_defer}) {
         Options o = brief("overflow");

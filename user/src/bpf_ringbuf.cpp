@@ -323,10 +323,8 @@ Result run_bpf_ringbuf_with(const Options& o, bool with_libbpf) {
                     "faults (the real ring buffer cannot take that form)";
         return r;
     }
-    if (std::thread::hardware_concurrency() < 2) {
-        r.skipped = "bpf_ringbuf needs two CPUs (consumer and producer apart)";
+    if (!two_cpus(r, "consumer and producer apart"))
         return r;
-    }
     BpfRing rb;
     if (int e = rb.init(1u << 16)) {
         r.skipped = rb.what();

@@ -57,10 +57,8 @@ namespace {
 
 Result poll_storm(const Options& o, bool defer) {
     Result r = base(o, "raw");
-    if (std::thread::hardware_concurrency() < 2) {
-        r.skipped = "poll_multi needs two CPUs (the writer on one, the ring's task on the other)";
+    if (!two_cpus(r, "the writer on one, the ring's task on the other"))
         return r;
-    }
     RawRing ring;
     const unsigned flags =
         defer ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG

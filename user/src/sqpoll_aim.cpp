@@ -59,11 +59,8 @@ void spin_until(int64_t t_ns) {
 
 Result run_sqpoll_aim(const Options& o) {
     Result r = base(o, "raw");
-    if (std::thread::hardware_concurrency() < 2) {
-        r.skipped =
-            "sqpoll_aim needs two CPUs (the SQ thread on one, the application on the other)";
+    if (!two_cpus(r, "the SQ thread on one, the application on the other"))
         return r;
-    }
     RawRing ring;
     if (int e = ring.init(8, IORING_SETUP_SQPOLL, o.idle_ms, 0)) {
         r.skipped = skip_reason(e, ("io_uring_setup(SQPOLL|SQ_AFF) " + ring.what()).c_str());
@@ -71,11 +68,8 @@ Result run_sqpoll_aim(const Options& o) {
             r.counts["errors"] = 1;
         return r;
     }
-    if (!pin_self(1)) {
-        r.counts["errors"] = 1;
-        r.skipped = "cannot pin the application to CPU 1";
+    if (!pin_or_error(r, 1))
         return r;
-    }
     // the tick period, from edges the coarse clock shows (median of 8)
     std::vector<int64_t> gaps;
     for (int64_t prev = next_edge(100000000), t; gaps.size() < 8 && prev > 0; prev = t) {

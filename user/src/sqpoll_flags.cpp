@@ -38,11 +38,8 @@ constexpr uint64_t kNop = 1ull << 62; // a NOP's user_data; a message's is its b
 
 Result run_sqpoll_flags(const Options& o) {
     Result r = base(o, "raw");
-    if (std::thread::hardware_concurrency() < 2) {
-        r.skipped = "sqpoll_flags needs two CPUs (the SQ thread on one, the application on the "
-                    "other)";
+    if (!two_cpus(r, "the SQ thread on one, the application on the other"))
         return r;
-    }
     RawRing ring, sender;
     if (int e = ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms, 0, o.entries); e) {
         r.skipped = skip_reason(e, ("io_uring_setup(SQPOLL|SQ_AFF|CQSIZE) " + ring.what()).c_str());
@@ -57,11 +54,8 @@ Result run_sqpoll_flags(const Options& o) {
         r.counts["errors"] = 1;
         return r;
     }
-    if (!pin_self(1)) {
-        r.counts["errors"] = 1;
-        r.skipped = "cannot pin the application to CPU 1";
+    if (!pin_or_error(r, 1))
         return r;
-    }
     using clock = std::chrono::steady_clock;
     const auto limit = std::chrono::milliseconds(o.watchdog_ms);
     uint64_t bursts = 0, bad = 0, lost = 0, flag_lost = 0, stale = 0, flushes = 0, nops = 0,

@@ -44,6 +44,21 @@ bool pin_self(unsigned cpu) {
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
+bool two_cpus(Result& r, const char* why) {
+    if (std::thread::hardware_concurrency() >= 2)
+        return true;
+    r.skipped = r.workload + " needs two CPUs (" + why + ")";
+    return false;
+}
+
+bool pin_or_error(Result& r, unsigned cpu) {
+    if (pin_self(cpu))
+        return true;
+    r.counts["errors"] = 1;
+    r.skipped = "cannot pin to CPU " + std::to_string(cpu);
+    return false;
+}
+
 void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn) {
     std::vector<std::thread> ts;
     unsigned ncpu = std::max(1u, std::thread::hardware_concurrency());

@@ -26,6 +26,11 @@ struct Budget {
 
 // Pin the calling thread to one CPU; false if the kernel refused.
 bool pin_self(unsigned cpu);
+// For a storm whose two sides must run at once on CPUs 0 and 1: false,
+// with r skipped and the reason (why: what runs where), on one CPU.
+bool two_cpus(Result& r, const char* why);
+// Pin the calling thread to cpu; false, with r marked an error, if refused.
+bool pin_or_error(Result& r, unsigned cpu);
 
 // Run fn(thread index) on n threads, pinned round-robin if asked.
 void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn);

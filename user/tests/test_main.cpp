@@ -181,6 +181,14 @@ TEST(Json, OneLineWithEscapesAndCounts) {
     EXPECT_EQ("\\u0001", json_escape("\x01"));
 }
 
+// Every named anomaly counter is reported, and is 0.
+static void expect_clean(Result& r, std::initializer_list<const char*> names) {
+    for (const char* a : names) {
+        ASSERT_EQ(1u, r.anomalies.count(a)) << a;
+        EXPECT_EQ(0u, r.anomalies[a]) << a;
+    }
+}
+
 static Options brief(const std::string& w, Via via = Via::raw) {
     Options o;
     o.workload = w;
@@ -260,11 +268,8 @@ TEST(HostIoUring, SqThreadCyclesWhileBurstsOverflowItsCq) {
     EXPECT_LT(0u, r.counts["flushes"]);
     EXPECT_LT(0u, r.counts["nops"]);
     EXPECT_EQ(0u, r.counts.count("errors"));
-    for (const char* a :
-         {"bad_cqe", "lost_cqe", "overflow_flag_lost", "overflow_flag_stale", "nop_lost"}) {
-        ASSERT_EQ(1u, r.anomalies.count(a)) << a;
-        EXPECT_EQ(0u, r.anomalies[a]) << a;
-    }
+    expect_clean(r,
+                 {"bad_cqe", "lost_cqe", "overflow_flag_lost", "overflow_flag_stale", "nop_lost"});
 }
 
 TEST(HostIoUring, MultishotPollSeesEveryWakeUp) {
@@ -277,10 +282,7 @@ TEST(HostIoUring, MultishotPollSeesEveryWakeUp) {
         EXPECT_LT(0u, r.ops);
         EXPECT_LT(0u, r.counts["writes"]);
         EXPECT_EQ(0u, r.counts.count("errors"));
-        for (const char* a : {"bad_cqe", "lost_wakeup"}) {
-            ASSERT_EQ(1u, r.anomalies.count(a)) << a;
-            EXPECT_EQ(0u, r.anomalies[a]) << a;
-        }
+        expect_clean(r, {"bad_cqe", "lost_wakeup"});
     }
 }
 
@@ -293,10 +295,7 @@ TEST(HostIoUring, ThreadsExitWithIoWqReadsInFlight) {
     EXPECT_LT(0u, r.counts["lives"]);
     EXPECT_LT(0u, r.counts["done"] + r.counts["cancelled"]);
     EXPECT_EQ(0u, r.counts.count("errors"));
-    for (const char* a : {"bad_cqe", "lost_cqe"}) {
-        ASSERT_EQ(1u, r.anomalies.count(a)) << a;
-        EXPECT_EQ(0u, r.anomalies[a]) << a;
-    }
+    expect_clean(r, {"bad_cqe", "lost_cqe"});
 }
 
 TEST(HostIoUring, OverflowStormsGetEveryCompletionBack) {

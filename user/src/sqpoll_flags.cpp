@@ -19,7 +19,9 @@
 // one that comes back only after an unconditional flush because the flag
 // was clear with the list full (overflow_flag_lost), the flag set after a
 // burst drained with nothing left to post (overflow_flag_stale), a NOP not
-// back within the watchdog after its wake-up, and a CQE that is not ours.
+// back within the watchdog after its wake-up, the SQ thread asleep a
+// watchdog after its last NOP with NEED_WAKEUP clear (wakeup_flag_lost: a
+// flush's or a post's RMW put back an old bit), and a CQE that is not ours.
 #include <chrono>
 #include <random>
 #include <thread>
@@ -59,14 +61,15 @@ Result run_sqpoll_flags(const Options& o) {
     using clock = std::chrono::steady_clock;
     const auto limit = std::chrono::milliseconds(o.watchdog_ms);
     uint64_t bursts = 0, bad = 0, lost = 0, flag_lost = 0, stale = 0, flushes = 0, nops = 0,
-             nop_lost = 0, msg_errors = 0;
+             nop_lost = 0, msg_errors = 0, wakeup_flag_lost = 0;
     bool nop_out = false;
-    clock::time_point nop_at{};
+    clock::time_point nop_at{}, nop_back = clock::now();
     std::vector<uint8_t> seen(burst);
     std::mt19937_64 rng(o.seed);
     auto take = [&](const io_uring_cqe& c) {
         if (c.user_data == kNop && nop_out && c.res == 0) {
             nop_out = false;
+            nop_back = clock::now();
             nops++;
         } else if (c.user_data >= 1 && c.user_data <= burst && !seen[c.user_data - 1] &&
                    c.res == int(c.user_data)) {
@@ -81,24 +84,33 @@ Result run_sqpoll_flags(const Options& o) {
     // random spin up to --aim-after-ns, so that it falls around the clear.
     // (Flag writes that all come later, as a burst's after the wake-up, never
     // met it: x86-64 6.12, 30 s, 3 726 clears.)
+    auto send_nop = [&] {
+        io_uring_sqe* sqe = ring.get_sqe();
+        if (!sqe)
+            return;
+        sqe->opcode = IORING_OP_NOP;
+        sqe->user_data = kNop;
+        ring.flush();
+        ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
+        nop_out = true;
+        nop_at = clock::now();
+        const int64_t until = now_ns() + int64_t(rng() % (uint64_t(o.aim_after_ns) + 1));
+        while (now_ns() < until)
+            ;
+    };
     auto maybe_wake = [&] {
         if (!nop_out && ring.sq_needs_wakeup(Fence::on)) {
-            io_uring_sqe* sqe = ring.get_sqe();
-            if (!sqe)
-                return;
-            sqe->opcode = IORING_OP_NOP;
-            sqe->user_data = kNop;
-            ring.flush();
-            ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
-            nop_out = true;
-            nop_at = clock::now();
-            const int64_t until = now_ns() + int64_t(rng() % (uint64_t(o.aim_after_ns) + 1));
-            while (now_ns() < until)
-                ;
+            send_nop();
         } else if (nop_out && clock::now() - nop_at > limit) {
             nop_lost++; // woken, yet the NOP was not run: wake it again
             ring.enter(0, 0, IORING_ENTER_SQ_WAKEUP);
             nop_at = clock::now();
+        } else if (!nop_out && clock::now() - nop_back > limit) {
+            // idle a whole watchdog after its last NOP, the thread has set
+            // NEED_WAKEUP and slept long ago: asleep without the flag, it
+            // would never be woken by an application that trusts it
+            wakeup_flag_lost += sq_thread_asleep() && !ring.sq_needs_wakeup(Fence::on);
+            send_nop();
         }
     };
     Budget budget(o);
@@ -168,6 +180,7 @@ Result run_sqpoll_flags(const Options& o) {
     r.anomalies["overflow_flag_lost"] = flag_lost;
     r.anomalies["overflow_flag_stale"] = stale;
     r.anomalies["nop_lost"] = nop_lost;
+    r.anomalies["wakeup_flag_lost"] = wakeup_flag_lost;
     r.counts["bursts"] = bursts;
     r.counts["flushes"] = flushes;
     r.counts["nops"] = nops;

@@ -268,8 +268,8 @@ TEST(HostIoUring, SqThreadCyclesWhileBurstsOverflowItsCq) {
     EXPECT_LT(0u, r.counts["flushes"]);
     EXPECT_LT(0u, r.counts["nops"]);
     EXPECT_EQ(0u, r.counts.count("errors"));
-    expect_clean(r,
-                 {"bad_cqe", "lost_cqe", "overflow_flag_lost", "overflow_flag_stale", "nop_lost"});
+    expect_clean(r, {"bad_cqe", "lost_cqe", "overflow_flag_lost", "overflow_flag_stale", "nop_lost",
+                     "wakeup_flag_lost"});
 }
 
 TEST(HostIoUring, MultishotPollSeesEveryWakeUp) {

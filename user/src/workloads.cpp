@@ -254,6 +254,7 @@ Result run_iowq_churn(const Options& o) {
     settle_setup_error(r, err.load(), "io_uring_setup");
     return r;
 }
+
 // io-wq's exit: each of o.threads threads keeps a ring and starts, over and
 // over, a short-lived thread that submits a batch filling the SQ with
 // IOSQE_ASYNC reads of 8 KiB (of a memfd's hole: tens of us each under TCG)

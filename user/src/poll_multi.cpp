@@ -51,10 +51,6 @@ bool arm(RawRing& ring, int efd) {
     return ring.submit_and_wait(0) == 1;
 }
 
-} // namespace
-
-namespace {
-
 Result poll_storm(const Options& o, bool defer) {
     Result r = base(o, "raw");
     if (!two_cpus(r, "the writer on one, the ring's task on the other"))
@@ -73,10 +69,14 @@ Result poll_storm(const Options& o, bool defer) {
         r.counts["errors"] = 1;
         return r;
     }
-    if (!pin_self(0) || !arm(ring, efd)) {
+    if (!pin_or_error(r, 0)) {
+        close(efd);
+        return r;
+    }
+    if (!arm(ring, efd)) {
         close(efd);
         r.counts["errors"] = 1;
-        r.skipped = "cannot pin to CPU 0 or arm the multishot poll";
+        r.skipped = "cannot arm the multishot poll";
         return r;
     }
     std::atomic<bool> stop{false};
@@ -95,7 +95,10 @@ Result poll_storm(const Options& o, bool defer) {
             bad++;
         ended |= !(c.flags & IORING_CQE_F_MORE);
     };
-    auto rearm_if_ended = [&] {
+    // wait (which runs the poll's task work), reap, arm again if it ended
+    auto pump = [&](uint64_t wait_ns) {
+        ring.wait(1, wait_ns);
+        r.ops += ring.reap(o.entries, take);
         if (ended) {
             ended = false;
             rearms++;
@@ -104,20 +107,13 @@ Result poll_storm(const Options& o, bool defer) {
     };
     Budget budget(o);
     auto t0 = std::chrono::steady_clock::now();
-    while (!budget.over(r.ops) && !g_interrupted.load(std::memory_order_relaxed) && !arm_failed) {
-        // waiting runs the poll's task work
-        ring.wait(1, 10000000);
-        r.ops += ring.reap(o.entries, take);
-        rearm_if_ended();
-    }
+    while (!budget.over(r.ops) && !g_interrupted.load(std::memory_order_relaxed) && !arm_failed)
+        pump(10000000);
     stop.store(true);
     writer.join();
     // drain, then one write must still be seen
-    for (int i = 0; i < 8 && !arm_failed; i++) {
-        ring.wait(1, 1000000);
-        r.ops += ring.reap(o.entries, take);
-        rearm_if_ended();
-    }
+    for (int i = 0; i < 8 && !arm_failed; i++)
+        pump(1000000);
     const uint64_t one = 1;
     if (!arm_failed && write(efd, &one, sizeof(one)) == sizeof(one)) {
         unsigned got = 0;

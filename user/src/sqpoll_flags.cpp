@@ -22,6 +22,7 @@
 // back within the watchdog after its wake-up, the SQ thread asleep a
 // watchdog after its last NOP with NEED_WAKEUP clear (wakeup_flag_lost: a
 // flush's or a post's RMW put back an old bit), and a CQE that is not ours.
+#include <algorithm>
 #include <chrono>
 #include <random>
 #include <thread>
@@ -66,6 +67,8 @@ Result run_sqpoll_flags(const Options& o) {
     clock::time_point nop_at{}, nop_back = clock::now();
     std::vector<uint8_t> seen(burst);
     std::mt19937_64 rng(o.seed);
+    // how many of this burst's messages have come back
+    auto arrived = [&] { return unsigned(std::count(seen.begin(), seen.end(), 1)); };
     auto take = [&](const io_uring_cqe& c) {
         if (c.user_data == kNop && nop_out && c.res == 0) {
             nop_out = false;
@@ -136,9 +139,7 @@ Result run_sqpoll_flags(const Options& o) {
         while (got < burst) {
             unsigned before = got;
             ring.reap(2 * burst, take);
-            got = 0;
-            for (uint8_t s : seen)
-                got += s;
+            got = arrived();
             if (got == burst)
                 break;
             if (ring.sq_flag(IORING_SQ_CQ_OVERFLOW)) {
@@ -150,9 +151,7 @@ Result run_sqpoll_flags(const Options& o) {
                 // yet messages are missing: flush anyway
                 ring.enter(0, 0, IORING_ENTER_GETEVENTS);
                 ring.reap(2 * burst, take);
-                unsigned now = 0;
-                for (uint8_t s : seen)
-                    now += s;
+                unsigned now = arrived();
                 flag_lost += now > got;
                 lost += burst - now;
                 got = now;

@@ -553,6 +553,10 @@ const std::vector<RealWorkload>& real_workloads() {
          run_overflow},
         {"overflow_defer", "overflow on a DEFER_TASKRUN ring (local task work)",
          run_overflow_defer},
+        {"overflow_msg",
+         "MSG_RING messages from the other CPU overflow a small CQ while both CPUs flush it "
+         "(the kernel's overflow mark, check_cq); counts messages out of order",
+         run_overflow_msg},
         {"defer_wait",
          "DEFER_TASKRUN: a pipe write's local work wakes the task waiting for it (aimed); counts "
          "lost wake-ups",

@@ -53,6 +53,7 @@ Result run_poll_multi_defer(const Options& o);
 Result run_pbuf(const Options& o);
 Result run_overflow(const Options& o);
 Result run_overflow_defer(const Options& o);
+Result run_overflow_msg(const Options& o);
 Result run_defer_wait(const Options& o);
 Result run_eventfd_wait(const Options& o);
 Result run_msg_wait(const Options& o);

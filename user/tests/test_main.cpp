@@ -313,6 +313,20 @@ TEST(HostIoUring, OverflowStormsGetEveryCompletionBack) {
     }
 }
 
+TEST(HostIoUring, MessagesThroughAnOverflowedCqArriveInOrder) {
+    Options o = brief("overflow_msg");
+    o.entries = 2;
+    o.watchdog_ms = 500;
+    Result r = run_overflow_msg(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.ops);
+    EXPECT_LT(0u, r.counts["overflow_seen"]);
+    EXPECT_LT(0u, r.counts["sender_flushes"]);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    expect_clean(r, {"out_of_order", "bad_cqe", "lost_cqe"});
+}
+
 TEST(Module, MissingModuleIsASkipNotAFailure) {
     Options o = brief("sq_head");
     Result r = run_module(o);

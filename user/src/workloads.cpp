@@ -526,6 +526,10 @@ const std::vector<RealWorkload>& real_workloads() {
          run_iowq_hashed},
         {"iowq_block", "io-wq workers blocked in FIFO opens, woken all at once: running count",
          run_iowq_block},
+        {"iowq_splice",
+         "splices from empty pipes asleep in io-wq workers, woken by writers on both CPUs: "
+         "the running count changed on both at once",
+         run_iowq_splice},
         {"iowq_starve",
          "a FIFO read and write open through io-wq with free workers asleep: counts pairs "
          "starved",

@@ -298,6 +298,19 @@ TEST(HostIoUring, ThreadsExitWithIoWqReadsInFlight) {
     expect_clean(r, {"bad_cqe", "lost_cqe"});
 }
 
+TEST(HostIoUring, SplicesAsleepInIoWqAllComeBack) {
+    Options o = brief("iowq_splice");
+    o.entries = 8;
+    o.watchdog_ms = 1000;
+    Result r = run_iowq_splice(o);
+    if (!r.skipped.empty())
+        GTEST_SKIP() << r.skipped;
+    EXPECT_LT(0u, r.ops);
+    EXPECT_LT(0u, r.counts["written"]);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    expect_clean(r, {"bad_cqe", "lost_cqe"});
+}
+
 TEST(HostIoUring, OverflowStormsGetEveryCompletionBack) {
     for (auto run : {run_overflow, run_overflow_defer}) {
         Options o = brief("overflow");

@@ -8,7 +8,7 @@ export ARCHES KVER KSRC SMP MEM TIMEOUT ACCEL KCSAN_ARGS CMD OUT EXPECT LOCKDEP 
 	LAVA_KERNEL_URL
 URR := python3 scripts/urr
 
-.PHONY: all deps run check check-lockdep lava check-lava kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate bench-patch \
+.PHONY: all deps run check check-lockdep lava check-lava kernel bench-pipeline bench-scenarios bench-driver bench-sb bench-real compare mutate mutate-score bench-patch \
 	lint unit clean
 
 all: run
@@ -65,6 +65,10 @@ compare: deps
 # patch loop and scored; MUTANTS=id,... picks some
 mutate: deps
 	@$(URR) mutate
+
+# the catalog of the tree scored from the newest run of each mutant in OUT
+mutate-score:
+	@$(URR) mutate-score
 
 # PATCH= (default: the catalog's first mutant); RUNS fresh B builds (5)
 bench-patch: deps

@@ -200,6 +200,41 @@ class MutantScore(unittest.TestCase):
         self.assertEqual("not observable here",
                          mutate.score(hidden, a, side([prep, flags]), at)["verdict"])
 
+    def test_assembled_score_takes_each_mutants_newest_run_with_todays_storms(self):
+        import json
+        from uringrace import mutants, mutate
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        cat = [mutants.Mutant("a", "f.c", ("s1",), "b", "kcsan", "", (("x", "y"),)),
+               mutants.Mutant("b", "f.c", ("s2",), "b", "kcsan", "", (("x", "y"),)),
+               mutants.Mutant("c", "f.c", ("s1",), "b", "kcsan", "", (("x", "y"),)),
+               mutants.Mutant("h", "f.c", ("s1",), "b", "not-observable", "TSO",
+                              (("x", "y"),))]
+
+        def run(name, tree, rows):
+            d = os.path.join(tmp, name)
+            os.makedirs(d)
+            if rows is not None:
+                with open(os.path.join(d, "mutate.json"), "w", encoding="utf-8") as f:
+                    json.dump({"tree": tree, "storm_seconds": 30, "rows": [
+                        {"arch": "x86_64", "mutant": m, "class": "kcsan", "storms": st,
+                         "real": None, "emulated": None, "verdict": v, "first_s": None}
+                        for m, st, v in rows]}, f)
+            return d
+        dirs = [run("mutate-1", "6.12.1", [("a", ["s1"], "missed"), ("b", ["s2"], "caught")]),
+                run("mutate-2", "6.12.1", [("a", ["s1"], "caught"), ("c", ["s0"], "caught")]),
+                run("mutate-3", "6.1.9", [("b", ["s2"], "missed")]),  # another tree
+                run("mutate-4", "6.12.1", None)]                      # never finished
+        rows, used = mutate.assembled_rows(dirs, "6.12.1", cat)
+        got = {r["mutant"]: (r["verdict"], r["run"]) for r in rows}
+        self.assertEqual(("caught", "mutate-2"), got["a"])          # the newest run
+        self.assertEqual(("caught", "mutate-1"), got["b"])          # not rerun since
+        self.assertEqual("not run", got["c"][0])                    # its storms changed
+        self.assertIn("mutate-2", got["c"][1])
+        self.assertEqual("not observable here", got["h"][0])
+        self.assertEqual(["mutate-1", "mutate-2"], used)
+        self.assertIn("2 of 4 mutants caught", mutate.summary(rows, "x86_64"))
+
     def test_a_race_a_shows_too_counts_per_report_site(self):
         # 6.1: the io-wq flags race is in A (io_worker_handle_work, line 510);
         # a mutant of line 464 of that function that B reports at 464 is a

@@ -109,6 +109,8 @@ COMMANDS = (
     ("run", cmd_run, "build everything, boot, run the selftests, report"),
     ("compare", cmd_compare, "the same storms on two trees (or a tree and PATCH=), side by side"),
     ("mutate", mutate.cmd_mutate, "mutants of real io_uring through the patch loop, scored"),
+    ("mutate-score", mutate.cmd_mutate_score,
+     "the catalog's score from the newest earlier run of each mutant"),
     ("check", check.cmd_check, "host unit tests, lint, guest selftests, runner tests"),
     ("lava", lava.cmd_lava, "LAVA job definitions per arch, with their artifacts, validated"),
     ("check-lava", lava.cmd_check_lava, "the x86-64 job run by lava-run, against make run"),

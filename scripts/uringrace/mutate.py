@@ -298,6 +298,72 @@ def cmd_mutate(args):
     return 1 if any(r["verdict"] == "no work" for r in rows) else 0
 
 
+def assembled_rows(run_dirs, ver, catalog_ms):
+    """The catalog's score from several 'make mutate' runs (their
+    directories, oldest first): per arch and mutant, the newest run's row
+    whose storms are the catalog's storms now ("run" names it); a mutant
+    with none is "not run" (counted, never caught); a not-observable one
+    with no emulated form keeps its reason. Returns (rows, runs read)."""
+    found, used = {}, []
+    for d in run_dirs:
+        try:
+            with open(os.path.join(d, "mutate.json"), encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue  # a run that did not finish wrote none
+        if data.get("tree") != ver:
+            continue
+        used.append(os.path.basename(d))
+        for r in data.get("rows", []):
+            found[(r["arch"], r["mutant"])] = dict(r, run=used[-1],
+                                                   storm_seconds=data.get("storm_seconds"))
+    rows = []
+    for arch in sorted({a for a, _ in found}):
+        for m, form in mutants.with_forms(catalog_ms):
+            r = found.get((arch, m.id))
+            if r and r["storms"] == list(m.storms):
+                rows.append(r)
+                continue
+            verdict = ("not observable here" if m.cls == "not-observable" and not form
+                       else "not run")
+            rows.append({"arch": arch, "mutant": m.id, "class": m.cls, "storms": list(m.storms),
+                         "real": None, "emulated": None, "verdict": verdict, "first_s": None,
+                         "run": (f"not since its storms changed ({r['run']})" if r else "-"),
+                         "storm_seconds": None})
+    return rows, used
+
+
+def cmd_mutate_score(args):
+    """'make mutate-score': the tree's catalog scored from the newest run of
+    each mutant in OUT's earlier 'make mutate' runs, as one table, JSON and
+    HTML page, each row naming its run."""
+    src, _ = tree.resolve(args.ksrc, args.kver)
+    ver = tree.kernel_version(src)
+    path = mutants.path_for(ver)
+    if not path:
+        raise PipelineError(f"no mutant catalog for linux {ver} (mutants/<major.minor>.txt)")
+    root = os.path.abspath(args.out)
+    dirs = sorted(os.path.join(root, d) for d in os.listdir(root) if os.path.isdir(
+        os.path.join(root, d)) and re.fullmatch(r"mutate-\d{8}-\d{6}", d)) \
+        if os.path.isdir(root) else []
+    rows, used = assembled_rows(dirs, ver, mutants.load(path))
+    if not rows:
+        raise PipelineError(f"no 'make mutate' run of linux {ver} under {root}")
+    secs = "/".join(sorted({str(r["storm_seconds"]) for r in rows if r["storm_seconds"]}))
+    print_table(rows, secs or "-")
+    for r in rows:
+        print(f"  {r['arch']:7} {r['mutant']:28} from {r['run']}")
+    archs = sorted({r["arch"] for r in rows})
+    summaries = [summary(rows, arch) for arch in archs]
+    print("\n".join(summaries))
+    rd = run_dir(args, "mutate-score")
+    with open(os.path.join(rd, "mutate.json"), "w", encoding="utf-8") as f:
+        json.dump({"tree": ver, "runs": used, "rows": rows, "summary": summaries}, f, indent=1)
+    html.write_mutate(os.path.join(rd, "mutate.html"), ver, rows, secs or "-", summaries)
+    print(f"from {len(used)} runs; artifacts: {rd} (mutate.json, mutate.html)")
+    return 0
+
+
 PEER_FIRST_S = 52.0  # liburing's tests to the first io-wq report, Debian 6.1 (DESIGN.md)
 
 

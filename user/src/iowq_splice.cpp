@@ -42,12 +42,8 @@ Result run_iowq_splice(const Options& o) {
         return r;
     const unsigned n = o.entries;
     RawRing ring;
-    if (int e = ring.init(n); e) {
-        r.skipped = skip_reason(e, ("io_uring_setup " + ring.what()).c_str());
-        if (!unavailable(e))
-            r.counts["errors"] = 1;
+    if (!ring_ready(r, ring.init(n), "io_uring_setup", ring.what()))
         return r;
-    }
     struct Pipe {
         int rd = -1, wr = -1;
         std::atomic<bool> owed{false}; // a splice is out and has no byte yet

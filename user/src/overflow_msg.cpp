@@ -44,21 +44,15 @@ Result run_overflow_msg(const Options& o) {
     if (!two_cpus(r, "the sender on one, the ring's reaper on the other"))
         return r;
     RawRing target, sender;
-    if (int e = target.init(o.entries, 0, 0, -1, o.entries); e) {
-        r.skipped = skip_reason(e, ("io_uring_setup(CQSIZE) " + target.what()).c_str());
-        if (!unavailable(e))
-            r.counts["errors"] = 1;
+    if (!ring_ready(r, target.init(o.entries, 0, 0, -1, o.entries), "io_uring_setup(CQSIZE)",
+                    target.what()))
         return r;
-    }
     // a burst overflows the CQ twice over; at most `window` messages are
     // owed at once, so the overflow list stays short (no failed allocation
     // drops one)
     const unsigned burst = 2 * o.entries, window = 8 * burst;
-    if (int e = sender.init(burst); e) {
-        r.skipped = skip_reason(e, ("io_uring_setup " + sender.what()).c_str());
-        r.counts["errors"] = 1;
+    if (!ring_ready(r, sender.init(burst), "io_uring_setup", sender.what()))
         return r;
-    }
     if (!pin_or_error(r, 0))
         return r;
     std::atomic<uint64_t> sent{0}, received{0};

@@ -62,12 +62,9 @@ Result run_sqpoll_aim(const Options& o) {
     if (!two_cpus(r, "the SQ thread on one, the application on the other"))
         return r;
     RawRing ring;
-    if (int e = ring.init(8, IORING_SETUP_SQPOLL, o.idle_ms, 0)) {
-        r.skipped = skip_reason(e, ("io_uring_setup(SQPOLL|SQ_AFF) " + ring.what()).c_str());
-        if (!unavailable(e))
-            r.counts["errors"] = 1;
+    if (!ring_ready(r, ring.init(8, IORING_SETUP_SQPOLL, o.idle_ms, 0),
+                    "io_uring_setup(SQPOLL|SQ_AFF)", ring.what()))
         return r;
-    }
     if (!pin_or_error(r, 1))
         return r;
     // the tick period, from edges the coarse clock shows (median of 8)

@@ -44,19 +44,13 @@ Result run_sqpoll_flags(const Options& o) {
     if (!two_cpus(r, "the SQ thread on one, the application on the other"))
         return r;
     RawRing ring, sender;
-    if (int e = ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms, 0, o.entries); e) {
-        r.skipped = skip_reason(e, ("io_uring_setup(SQPOLL|SQ_AFF|CQSIZE) " + ring.what()).c_str());
-        if (!unavailable(e))
-            r.counts["errors"] = 1;
+    if (!ring_ready(r, ring.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms, 0, o.entries),
+                    "io_uring_setup(SQPOLL|SQ_AFF|CQSIZE)", ring.what()))
         return r;
-    }
     // a burst: the CQ's size and two more, all in one submission
     const unsigned burst = o.entries + 2;
-    if (int e = sender.init(burst); e) {
-        r.skipped = skip_reason(e, ("io_uring_setup " + sender.what()).c_str());
-        r.counts["errors"] = 1;
+    if (!ring_ready(r, sender.init(burst), "io_uring_setup", sender.what()))
         return r;
-    }
     if (!pin_or_error(r, 1))
         return r;
     using clock = std::chrono::steady_clock;

@@ -105,6 +105,15 @@ void settle_setup_error(Result& r, int err, const char* what) {
         r.counts["errors"] = 1;
 }
 
+bool ring_ready(Result& r, int e, const char* what, const std::string& step) {
+    if (!e)
+        return true;
+    r.skipped = skip_reason(e, (std::string(what) + " " + step).c_str());
+    if (!unavailable(e))
+        r.counts["errors"] = 1;
+    return false;
+}
+
 Result base(const Options& o, const char* path) {
     Result r;
     r.workload = o.workload;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "options.hpp"
@@ -85,6 +86,10 @@ bool unavailable(int err);
 // A threaded storm's setup error err (0: none): a skip when the kernel lacks
 // the feature and no work was done, else an error (never a pass).
 void settle_setup_error(Result& r, int err, const char* what);
+// A storm's raw ring setup error e (0: none): false, with r skipped and why
+// (what the setup asked for, then step: the step that failed), and an error
+// unless the kernel lacks io_uring or the feature; true when e is 0.
+bool ring_ready(Result& r, int e, const char* what, const std::string& step);
 bool sq_thread_asleep();
 // This process's threads whose name starts with prefix (their TIDs), and the
 // kernel function a thread sleeps in (/proc/self/task/TID/wchan, "" if none).

@@ -211,12 +211,12 @@ class MutantScore(unittest.TestCase):
                mutants.Mutant("h", "f.c", ("s1",), "b", "not-observable", "TSO",
                               (("x", "y"),))]
 
-        def run(name, tree, rows):
+        def run(name, tree, rows, finished=True):
             d = os.path.join(tmp, name)
             os.makedirs(d)
             if rows is not None:
                 with open(os.path.join(d, "mutate.json"), "w", encoding="utf-8") as f:
-                    json.dump({"tree": tree, "storm_seconds": 30, "rows": [
+                    json.dump({"tree": tree, "storm_seconds": 30, "finished": finished, "rows": [
                         {"arch": "x86_64", "mutant": m, "class": "kcsan", "storms": st,
                          "real": None, "emulated": None, "verdict": v, "first_s": None}
                         for m, st, v in rows]}, f)
@@ -224,16 +224,17 @@ class MutantScore(unittest.TestCase):
         dirs = [run("mutate-1", "6.12.1", [("a", ["s1"], "missed"), ("b", ["s2"], "caught")]),
                 run("mutate-2", "6.12.1", [("a", ["s1"], "caught"), ("c", ["s0"], "caught")]),
                 run("mutate-3", "6.1.9", [("b", ["s2"], "missed")]),  # another tree
-                run("mutate-4", "6.12.1", None)]                      # never finished
+                run("mutate-4", "6.12.1", None),                      # no JSON at all
+                run("mutate-5", "6.12.1", [("b", ["s2"], "missed")], finished=False)]
         rows, used = mutate.assembled_rows(dirs, "6.12.1", cat)
         got = {r["mutant"]: (r["verdict"], r["run"]) for r in rows}
         self.assertEqual(("caught", "mutate-2"), got["a"])          # the newest run
-        self.assertEqual(("caught", "mutate-1"), got["b"])          # not rerun since
+        self.assertEqual(("missed", "mutate-5 (cut short)"), got["b"])  # what it scored counts
         self.assertEqual("not run", got["c"][0])                    # its storms changed
         self.assertIn("mutate-2", got["c"][1])
         self.assertEqual("not observable here", got["h"][0])
-        self.assertEqual(["mutate-1", "mutate-2"], used)
-        self.assertIn("2 of 4 mutants caught", mutate.summary(rows, "x86_64"))
+        self.assertEqual(["mutate-1", "mutate-2", "mutate-5 (cut short)"], used)
+        self.assertIn("1 of 4 mutants caught", mutate.summary(rows, "x86_64"))
 
     def test_a_race_a_shows_too_counts_per_report_site(self):
         # 6.1: the io-wq flags race is in A (io_worker_handle_work, line 510);

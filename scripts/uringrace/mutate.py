@@ -262,6 +262,14 @@ def cmd_mutate(args):
     storms = storm_args(sorted({s for m in todo if runs_it(m) for s in m.storms}))
     rd = run_dir(args, "mutate")
     rows, t_start = [], time.time()
+
+    def save(rows, finished):
+        # after every mutant, so that a run cut short keeps what it scored
+        # (make mutate-score reads it)
+        with open(os.path.join(rd, "mutate.json"), "w", encoding="utf-8") as f:
+            json.dump({"tree": ver, "storm_seconds": int(secs), "finished": finished,
+                       "wall_s": round(time.time() - t_start, 1), "rows": rows,
+                       "summary": [summary(rows, arch) for arch in args.arch]}, f, indent=1)
     for arch in args.arch:
         # A symbolized too: a race A shows is B's catch only where A never
         # reports it at the mutated line (score)
@@ -282,6 +290,7 @@ def cmd_mutate(args):
             runs[m.id] = score(m, a, b, at=mutants.sites(m, src))
             print(f"{arch:7} {m.id:28} {m.cls:15} {','.join(m.storms):26} "
                   f"{runs[m.id]['verdict'].upper():20} {runs[m.id]['detail']}", flush=True)
+            save(rows + score_rows(arch, mutants.with_forms(catalog_ms), runs), False)
         rows += score_rows(arch, mutants.with_forms(catalog_ms), runs)
     print()
     print_table(rows, secs)
@@ -289,9 +298,7 @@ def cmd_mutate(args):
         print(summary(rows, arch))
     wall = round(time.time() - t_start, 1)
     print(f"wall time {wall} s for {len(todo)} builds per arch, {secs} s per storm")
-    with open(os.path.join(rd, "mutate.json"), "w", encoding="utf-8") as f:
-        json.dump({"tree": ver, "storm_seconds": int(secs), "wall_s": wall, "rows": rows,
-                   "summary": [summary(rows, arch) for arch in args.arch]}, f, indent=1)
+    save(rows, True)
     html.write_mutate(os.path.join(rd, "mutate.html"), ver, rows, secs,
                       [summary(rows, arch) for arch in args.arch])
     print(f"artifacts: {rd} (mutate.json, mutate.html)")
@@ -313,7 +320,7 @@ def assembled_rows(run_dirs, ver, catalog_ms):
             continue  # a run that did not finish wrote none
         if data.get("tree") != ver:
             continue
-        used.append(os.path.basename(d))
+        used.append(os.path.basename(d) + ("" if data.get("finished", True) else " (cut short)"))
         for r in data.get("rows", []):
             found[(r["arch"], r["mutant"])] = dict(r, run=used[-1],
                                                    storm_seconds=data.get("storm_seconds"))

@@ -264,19 +264,18 @@ Result run_iowq_churn(const Options& o) {
     return r;
 }
 
-// io-wq's exit: each of o.threads threads keeps a ring and starts, over and
-// over, a short-lived thread that submits a batch filling the SQ with
-// IOSQE_ASYNC work of 8 KiB on a memfd (tens of us each under TCG)
-// through it and exits at once. Its first submission gave it an io-wq; its
-// exit (io_wq_exit_start sets IO_WQ_BIT_EXIT) comes while those workers
-// still take the work, testing the exit bit at each. One life in two
-// writes: writes to one regular file are hashed, so a single worker takes
-// them one after the other and tests the bit every few tens of us the whole
-// time the thread exits (reads only, up to eight workers took a few each:
-// 0 reports for the plain set in 2 672 lives). The other lives read, then
-// cancel all
+// io-wq's exit: each of o.threads threads keeps a ring, limited to one bound
+// io-wq worker per task, and starts, over and over, a short-lived thread
+// that submits a batch filling the SQ with IOSQE_ASYNC work of 8 KiB on a
+// memfd (tens of us each under TCG) through it and exits at once. Its first
+// submission gave it an io-wq and its worker; its exit (io_wq_exit_start
+// sets IO_WQ_BIT_EXIT) comes while the worker still takes the work, testing
+// the exit bit at each. One life in two writes (hashed work: the worker
+// takes the writes as one chain); the other reads, then cancels all
 // (IORING_OP_ASYNC_CANCEL, CANCEL_ANY): queued reads and, through
-// IO_WQ_WORK_CANCEL, those the workers are starting.
+// IO_WQ_WORK_CANCEL, the one the worker runs. (Reads only and eight
+// workers, as at first, cost a life 25 ms in an x86-64 guest, and the
+// plain set met no test in 2 672 lives: one watch in 200 is about 13.)
 // in_flight_at_exit counts the work not yet back just before the exit;
 // each must come back, whole or cut short by a cancel (bad_cqe), within the
 // watchdog (lost_cqe).
@@ -298,7 +297,13 @@ Result run_iowq_exit(const Options& o) {
     auto t0 = clock_type::now();
     run_threads(o.threads, o.pin, [&](unsigned) {
         RawRing ring;
+        // one bound worker for each life's io-wq (a new task's io-wq takes
+        // the ring's limits)
+        unsigned limits[2] = {1, 0};
         if (int e = ring.init(o.entries); e) {
+            err.store(e);
+            return;
+        } else if ((e = ring.register_op(IORING_REGISTER_IOWQ_MAX_WORKERS, limits, 2)) < 0) {
             err.store(e);
             return;
         }

@@ -350,9 +350,9 @@ def cmd_mutate_score(args):
     if not path:
         raise PipelineError(f"no mutant catalog for linux {ver} (mutants/<major.minor>.txt)")
     root = os.path.abspath(args.out)
-    dirs = sorted(os.path.join(root, d) for d in os.listdir(root) if os.path.isdir(
-        os.path.join(root, d)) and re.fullmatch(r"mutate-\d{8}-\d{6}", d)) \
-        if os.path.isdir(root) else []
+    # run_dir's names: mutate-YYYYmmdd-HHMMSS, which sort by time
+    names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    dirs = [os.path.join(root, d) for d in names if re.fullmatch(r"mutate-\d{8}-\d{6}", d)]
     rows, used = assembled_rows(dirs, ver, mutants.load(path))
     if not rows:
         raise PipelineError(f"no 'make mutate' run of linux {ver} under {root}")

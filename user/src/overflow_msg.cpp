@@ -20,9 +20,23 @@
 // out-of-order or repeated one: out_of_order), with the res they were sent
 // with (bad_cqe), and none may be missing a watchdog after the last burst
 // (lost_cqe).
+//
+// overflow_drop is the same flood with failslab armed for the sender thread
+// alone (CONFIG_FAILSLAB: task filter, its make-it-fail, only allocations
+// that cannot sleep): one overflow entry in ten cannot be allocated, so the
+// kernel drops the message, counts it (cq_off.overflow), sets its
+// IO_CHECK_CQ_DROPPED_BIT in the same check_cq word the flushes test without
+// a lock, and fails the MSG_RING with -EOVERFLOW. Every message is then
+// either received or refused so: what is neither is lost (lost_cqe), the
+// kernel's count must move by the refusals (drop_count), and the messages
+// that do arrive still come in order, gaps allowed.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
 #include <thread>
 
 #include "raw_uring.hpp"
@@ -37,9 +51,55 @@ int res_of(uint64_t seq) {
     return static_cast<int>(seq & 0x3fffffff);
 }
 
-} // namespace
+constexpr const char* kFailslab = "/sys/kernel/debug/failslab/";
 
-Result run_overflow_msg(const Options& o) {
+bool write_file(const std::string& path, const char* value) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    if (!f)
+        return false;
+    bool ok = std::fputs(value, f) >= 0;
+    return std::fclose(f) == 0 && ok;
+}
+
+// failslab armed for the tasks that ask for it (make_it_fail()), disarmed
+// again when this goes: a failed allocation elsewhere would be another
+// storm's trouble
+class Failslab {
+  public:
+    // pct: the chance an allocation that cannot sleep fails. Empty, or
+    // what could not be set.
+    std::string arm(unsigned pct) {
+        const std::pair<const char*, std::string> knobs[] = {
+            {"task-filter", "Y"}, {"ignore-gfp-wait", "Y"}, {"verbose", "0"},
+            {"interval", "1"},    {"times", "-1"},          {"probability", std::to_string(pct)}};
+        for (const auto& [name, value] : knobs) {
+            if (!write_file(std::string(kFailslab) + name, value.c_str()))
+                return std::string(kFailslab) + name + ": " + std::strerror(errno) +
+                       " (needs CONFIG_FAILSLAB and CONFIG_FAULT_INJECTION_DEBUG_FS, debugfs "
+                       "mounted)";
+            armed_ = true;
+        }
+        return {};
+    }
+    ~Failslab() {
+        if (armed_)
+            write_file(std::string(kFailslab) + "probability", "0");
+    }
+
+  private:
+    bool armed_ = false;
+};
+
+// the calling thread's allocations may now fail (failslab's task filter)
+bool make_it_fail() {
+    return write_file("/proc/thread-self/make-it-fail", "1");
+}
+
+// one in ten: the overflow list still fills between drops, so the overflow
+// mark's set and clear keep racing the drop mark's set
+constexpr unsigned kDropPct = 10;
+
+Result flood(const Options& o, bool drop) {
     Result r = base(o, "raw");
     if (!two_cpus(r, "the sender on one, the ring's reaper on the other"))
         return r;
@@ -55,17 +115,26 @@ Result run_overflow_msg(const Options& o) {
         return r;
     if (!pin_or_error(r, 0))
         return r;
-    std::atomic<uint64_t> sent{0}, received{0};
+    Failslab failslab;
+    if (drop) {
+        if (std::string err = failslab.arm(kDropPct); !err.empty()) {
+            r.skipped = "failslab: " + err;
+            r.counts["errors"] = 1;
+            return r;
+        }
+    }
+    const unsigned dropped_before = target.cq_dropped();
+    std::atomic<uint64_t> sent{0}, received{0}, refused{0};
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> msg_errors{0}, sender_flushes{0}, bursts{0};
     std::thread flood([&] {
-        if (!pin_self(1)) {
+        if (!pin_self(1) || (drop && !make_it_fail())) {
             msg_errors.store(1);
             return;
         }
         uint64_t seq = sent.load();
         while (!stop.load(std::memory_order_relaxed)) {
-            if (seq - received.load(std::memory_order_acquire) > window) {
+            if (seq - received.load(std::memory_order_acquire) - refused.load() > window) {
                 target.enter(0, 0, IORING_ENTER_GETEVENTS);
                 sender_flushes.fetch_add(1, std::memory_order_relaxed);
                 continue;
@@ -82,12 +151,16 @@ Result run_overflow_msg(const Options& o) {
                 msg_errors.fetch_add(1);
                 return;
             }
-            uint64_t refused = 0;
-            sender.reap(burst, [&](const io_uring_cqe& c) { refused += c.res != 0; });
-            if (refused) {
-                // a message not posted leaves a gap the order check would
-                // count: stop, as an error
-                msg_errors.fetch_add(refused);
+            uint64_t failed = 0, dropped = 0;
+            sender.reap(burst, [&](const io_uring_cqe& c) {
+                dropped += drop && c.res == -EOVERFLOW;
+                failed += c.res != 0 && !(drop && c.res == -EOVERFLOW);
+            });
+            refused.fetch_add(dropped);
+            if (failed) {
+                // a message not posted, and not a drop asked for, leaves a
+                // gap the order check would count: stop, as an error
+                msg_errors.fetch_add(failed);
                 return;
             }
             seq += burst;
@@ -99,7 +172,8 @@ Result run_overflow_msg(const Options& o) {
     });
     uint64_t next = 0, out_of_order = 0, bad = 0, overflow_seen = 0, flushes = 0, lost = 0;
     auto take = [&](const io_uring_cqe& c) {
-        out_of_order += c.user_data != next;
+        // a dropped message leaves a gap; nothing may come back or twice
+        out_of_order += drop ? c.user_data < next : c.user_data != next;
         bad += c.res != res_of(c.user_data);
         next = std::max<uint64_t>(next, c.user_data + 1);
     };
@@ -118,7 +192,7 @@ Result run_overflow_msg(const Options& o) {
         }
         target.enter(0, 0, IORING_ENTER_GETEVENTS);
         flushes++;
-        if (received.load() >= sent.load(std::memory_order_acquire)) {
+        if (received.load() + refused.load() >= sent.load(std::memory_order_acquire)) {
             progress = clock::now();
             return true;
         }
@@ -134,10 +208,11 @@ Result run_overflow_msg(const Options& o) {
     flood.join();
     // the sender is done: everything it sent must arrive
     progress = clock::now();
-    while (flowing && received.load() < sent.load())
+    const uint64_t owed = sent.load() - refused.load();
+    while (flowing && received.load() < owed)
         flowing = pump();
-    if (received.load() < sent.load())
-        lost = sent.load() - received.load();
+    if (received.load() < owed)
+        lost = owed - received.load();
     r.seconds = since(t0);
     r.ops = received.load();
     r.anomalies["out_of_order"] = out_of_order;
@@ -147,11 +222,27 @@ Result run_overflow_msg(const Options& o) {
     r.counts["flushes"] = flushes;
     r.counts["sender_flushes"] = sender_flushes.load();
     r.counts["overflow_seen"] = overflow_seen;
+    if (drop) {
+        // the kernel's count of drops (32 bits, it wraps) against the refusals
+        const unsigned counted = target.cq_dropped() - dropped_before;
+        r.counts["dropped"] = refused.load();
+        r.anomalies["drop_count"] = counted != static_cast<unsigned>(refused.load());
+    }
     if (msg_errors.load())
         r.counts["errors"] = msg_errors.load(); // a message refused: not the storm asked for
-    else if (!bursts.load() || !overflow_seen)
-        r.counts["errors"] = 1; // never overflowed: missing work, never a pass
+    else if (!bursts.load() || !overflow_seen || (drop && !refused.load()))
+        r.counts["errors"] = 1; // never overflowed or dropped: missing work, never a pass
     return r;
+}
+
+} // namespace
+
+Result run_overflow_msg(const Options& o) {
+    return flood(o, false);
+}
+
+Result run_overflow_drop(const Options& o) {
+    return flood(o, true);
 }
 
 } // namespace uringrace

@@ -83,6 +83,7 @@ int RawRing::init(unsigned entries, unsigned flags, unsigned sq_idle_ms, int sq_
     cq_head_ = reinterpret_cast<unsigned*>(cq + p.cq_off.head);
     cq_tail_ = reinterpret_cast<unsigned*>(cq + p.cq_off.tail);
     cq_mask_ = reinterpret_cast<unsigned*>(cq + p.cq_off.ring_mask);
+    cq_overflow_ = reinterpret_cast<unsigned*>(cq + p.cq_off.overflow);
     cqes_ = reinterpret_cast<io_uring_cqe*>(cq + p.cq_off.cqes);
     for (unsigned i = 0; i < p.sq_entries; i++)
         sq_array_[i] = i; // identity map, set once
@@ -154,6 +155,10 @@ bool RawRing::sq_needs_wakeup(Fence f) const {
 
 bool RawRing::sq_flag(unsigned bit) const {
     return load(sq_flags_, std::memory_order_relaxed) & bit;
+}
+
+unsigned RawRing::cq_dropped() const {
+    return load(cq_overflow_, std::memory_order_relaxed);
 }
 
 unsigned RawRing::cq_ready() const {

@@ -49,6 +49,9 @@ class RawRing {
     // completions wait in the overflow list; TASKRUN: task work waits for
     // this task to enter the kernel.
     bool sq_flag(unsigned bit) const;
+    // The kernel's count of completions it dropped (cq_off.overflow): one
+    // per overflow entry it could not allocate.
+    unsigned cq_dropped() const;
     // Reap up to max CQEs into fn(cqe); returns how many.
     template <typename F> unsigned reap(unsigned max, F&& fn);
     int fd() const { return fd_; }
@@ -64,7 +67,7 @@ class RawRing {
     io_uring_sqe* sqes_ = nullptr;
     unsigned *sq_head_ = nullptr, *sq_tail_ = nullptr, *sq_mask_ = nullptr, *sq_array_ = nullptr,
              *sq_flags_ = nullptr;
-    unsigned *cq_head_ = nullptr, *cq_tail_ = nullptr, *cq_mask_ = nullptr;
+    unsigned *cq_head_ = nullptr, *cq_tail_ = nullptr, *cq_mask_ = nullptr, *cq_overflow_ = nullptr;
     io_uring_cqe* cqes_ = nullptr;
     unsigned sqe_head_ = 0, sqe_tail_ = 0; // local: handed out / flushed
     unsigned sq_entries_ = 0;

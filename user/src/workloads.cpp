@@ -549,6 +549,10 @@ const std::vector<RealWorkload>& real_workloads() {
          "threads exit with io-wq reads in flight (every other one cancels them first): the "
          "exit bit and cancel marks set while workers take work",
          run_iowq_exit},
+        {"iowq_cancel",
+         "NOPs forced into io-wq's one worker, each cancelled by user_data as the worker "
+         "starts it (the cancel mark on running work); counts cancels that met it running",
+         run_iowq_cancel},
         {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
          run_iowq_hashed},
         {"iowq_block", "io-wq workers blocked in FIFO opens, woken all at once: running count",
@@ -588,6 +592,10 @@ const std::vector<RealWorkload>& real_workloads() {
          "MSG_RING messages from the other CPU overflow a small CQ while both CPUs flush it "
          "(the kernel's overflow mark, check_cq); counts messages out of order",
          run_overflow_msg},
+        {"overflow_drop",
+         "overflow_msg with failslab failing one overflow entry in ten (the sender's): dropped "
+         "messages (the kernel's DROPPED mark, check_cq); counts messages lost or miscounted",
+         run_overflow_drop},
         {"defer_wait",
          "DEFER_TASKRUN: a pipe write's local work wakes the task waiting for it (aimed); counts "
          "lost wake-ups",

@@ -593,7 +593,7 @@ const std::vector<RealWorkload>& real_workloads() {
          "(the kernel's overflow mark, check_cq); counts messages out of order",
          run_overflow_msg},
         {"overflow_drop",
-         "overflow_msg with failslab failing one overflow entry in ten (the sender's): dropped "
+         "overflow_msg with failslab failing one overflow entry in two (the sender's): dropped "
          "messages (the kernel's DROPPED mark, check_cq); counts messages lost or miscounted",
          run_overflow_drop},
         {"defer_wait",

@@ -99,6 +99,16 @@ class PatchedTree(unittest.TestCase):
             self.assertEqual(sorted(os.listdir(d)), sorted(["a", os.path.basename(b),
                                                             "good.patch", "bad.patch"]))
 
+    def test_compare_names_a_missing_patch_before_any_run(self):
+        from uringrace import cli
+        from uringrace.common import PipelineError
+        with tempfile.TemporaryDirectory() as d:
+            args = dataclasses.replace(Settings.defaults_from_env(), out=d,
+                                       patches=(os.path.join(d, "missing.patch"),))
+            with self.assertRaisesRegex(PipelineError, "missing.patch: no such file"):
+                cli.cmd_compare(args)
+            self.assertEqual([], os.listdir(d))  # no run directory, no guest
+
     def test_make_runs_at_a_paths_only_for_a_patched_build(self):
         from uringrace import kbuild
         self.assertEqual(["make", "x"], kbuild.in_place_of((), ["make", "x"]))

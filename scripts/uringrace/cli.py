@@ -60,6 +60,7 @@ def cmd_compare(args):
     secs, jobs = str(args.storm_seconds), args.jobs or 1
     sides = {"A": args.side_a + ((),), "B": args.side_b + ((),)}
     if args.patches:
+        tree.check_patches(args.patches)  # before tree A's side takes minutes
         # PATCH: A is the run's tree (KSRC or KVER), B the same plus the patches
         sides = {"A": (args.ksrc, args.kver, args.side_a[2], ()),
                  "B": (args.ksrc, args.kver, args.side_b[2], args.patches)}

@@ -88,16 +88,22 @@ def check_tree(src, arch_rec):
     return ver
 
 
+def check_patches(patches):
+    """Every PATCH= file must be there: said before any build or guest."""
+    for p in patches:
+        if not os.path.isfile(p):
+            raise PipelineError(f"PATCH={p}: no such file")
+
+
 def patched(src, identity, patches):
     """Tree A (src) plus the patches, in order, as a tree of its own in the
     cache: hard links to A's files (patch replaces each file it changes
     with a new one, so A is never touched), keyed by A and the patches'
     contents. A patch that does not apply stops before anything is kept,
     naming the patch and patch's own complaint. Returns (dir, identity)."""
+    check_patches(patches)
     texts = []
     for p in patches:
-        if not os.path.isfile(p):
-            raise PipelineError(f"PATCH={p}: no such file")
         with open(p, "rb") as f:
             texts.append(f.read())
     key = hashlib.sha256(b"\0".join([identity.encode()] + texts)).hexdigest()[:12]

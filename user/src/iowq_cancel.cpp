@@ -59,6 +59,12 @@ Result run_iowq_cancel(const Options& o) {
     uint64_t base_id = 0, nops = 0, done = 0, cancelled = 0, bad = 0, lost = 0;
     uint64_t cancels = 0, running = 0, found = 0;
     std::vector<bool> finished(batch);
+    // a cancel's completion: how it found its NOP, or none
+    auto cancel_done = [&](const io_uring_cqe& c) {
+        running += c.res == -EALREADY;
+        found += c.res == 0;
+        bad += c.res != 0 && c.res != -EALREADY && c.res != -ENOENT;
+    };
     using clock = std::chrono::steady_clock;
     const auto limit = std::chrono::milliseconds(o.watchdog_ms);
     Budget budget(o);
@@ -81,9 +87,7 @@ Result run_iowq_cancel(const Options& o) {
         while (left && clock::now() - progress < limit) {
             unsigned got = ring.reap(o.entries, [&](const io_uring_cqe& c) {
                 if (c.user_data & kCancel) {
-                    running += c.res == -EALREADY;
-                    found += c.res == 0;
-                    bad += c.res != 0 && c.res != -EALREADY && c.res != -ENOENT;
+                    cancel_done(c);
                     return;
                 }
                 const uint64_t i = c.user_data - base_id - 1;
@@ -125,10 +129,8 @@ Result run_iowq_cancel(const Options& o) {
         // the cancels' own completions still out
         ring.enter(0, 0, IORING_ENTER_GETEVENTS);
         ring.reap(o.entries, [&](const io_uring_cqe& c) {
-            running += (c.user_data & kCancel) && c.res == -EALREADY;
-            found += (c.user_data & kCancel) && c.res == 0;
             if (c.user_data & kCancel)
-                bad += c.res != 0 && c.res != -EALREADY && c.res != -ENOENT;
+                cancel_done(c);
             else
                 bad += !left; // a NOP completed twice (a late one is lost_cqe's)
         });

@@ -634,6 +634,17 @@ class FastSymbols(unittest.TestCase):
             got = symbolize.resolve_vmlinux(exe, [frame, "one+0x0/0x1"], roots=(d,))
             self.assertEqual(["t.c:4 (one)"], got.get(frame))  # its store
             self.assertNotIn("one+0x0/0x1", got)  # a size that is not kallsyms': not placed
+            # a return address: main's frame after its call of one() is that
+            # call's line, not the line of the instruction it returns to
+            dis = subprocess.run(["objdump", "-d", exe], capture_output=True, text=True,
+                                 check=True).stdout
+            body = dis.split("<main>:", 1)[1]
+            call = next(ln for ln in body.splitlines() if "call" in ln and "<one>" in ln)
+            ret = int(body.split(call, 1)[1].strip().split(":", 1)[0], 16)
+            main_len = min(a for a in addr.values() if a > addr["main"]) - addr["main"]
+            back = f"main+0x{ret - addr['main']:x}/0x{main_len:x}"
+            got = symbolize.resolve_vmlinux(exe, [back], roots=(d,))
+            self.assertEqual(["t.c:12 (main)"], got.get(back))
 
 
 class SideKey(unittest.TestCase):

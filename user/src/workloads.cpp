@@ -562,8 +562,9 @@ const std::vector<RealWorkload>& real_workloads() {
          "exit bit and cancel marks set while workers take work",
          run_iowq_exit},
         {"iowq_cancel",
-         "NOPs forced into io-wq's one worker, each cancelled by user_data as the worker "
-         "starts it (the cancel mark on running work); counts cancels that met it running",
+         "pipe reads sent one at a time to io-wq's one worker, each cancelled by user_data as "
+         "the worker starts it (the cancel mark on running work); counts cancels that met it "
+         "running",
          run_iowq_cancel},
         {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
          run_iowq_hashed},

@@ -35,6 +35,7 @@
 // the hashes are busy), with idle gaps so that workers exit and are created
 // again. Every CQE must carry its own result:
 // 512 for a write, 0 for a NOP.
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -191,6 +192,93 @@ Result run_iowq_hashed(const Options& o) {
     r.anomalies["bad_cqe"] = bad.load();
     r.counts["writes"] = writes.load();
     settle_setup_error(r, err.load(), "io_uring_setup");
+    return r;
+}
+
+// iowq_stall: io-wq's stalled mark, set by one worker as the other clears
+// it. One ring with two bound workers (IORING_REGISTER_IOWQ_MAX_WORKERS) and
+// one file, so every write has one hash. A round submits a write, which
+// worker A takes, and a delay later a second one, whose enqueue wakes
+// worker B: B finds the hash busy and marks the queue stalled
+// (io_get_next_work, under the queue's lock) while A, as it finishes the
+// first write, clears the hash's bit and the mark (io_worker_handle_work,
+// under the hash's wait lock). KCSAN can watch only B's mark when it is
+// plain (iowq-stalled-plain), so it sees the pair only when B marks within
+// a watch of A's clear: the delay is drawn anew each round up to kSweep, so
+// some rounds land there. In iowq_hashed the two meet by chance, about once
+// in 30 s (x86-64 TCG). Every write must return its length (bad_cqe).
+Result run_iowq_stall(const Options& o) {
+    Result r = base(o, "raw");
+    if (!two_cpus(r, "a worker on each"))
+        return r;
+    char path[] = "/tmp/uringrace-stall-XXXXXX";
+    const int fd = mkstemp(path);
+    if (fd < 0) {
+        r.counts["errors"] = 1;
+        r.skipped = std::string("mkstemp: ") + std::strerror(errno);
+        return r;
+    }
+    unlink(path);
+    constexpr unsigned kLen = 512;
+    constexpr int64_t kSweepNs = 300000;
+    RawRing ring;
+    unsigned limits[2] = {2, 0}; // bound, unbound (0: unchanged)
+    if (!ring_ready(r, ring.init(8), "io_uring_setup", ring.what()) ||
+        !ring_ready(r, std::min(0, ring.register_op(IORING_REGISTER_IOWQ_MAX_WORKERS, limits, 2)),
+                    "IORING_REGISTER_IOWQ_MAX_WORKERS", "")) {
+        close(fd);
+        return r;
+    }
+    int e = 0;
+    std::vector<char> data(kLen, 's');
+    auto write_sqe = [&](uint64_t ud) {
+        io_uring_sqe* sqe = ring.get_sqe();
+        sqe->opcode = IORING_OP_WRITE;
+        sqe->flags = IOSQE_ASYNC;
+        sqe->fd = fd;
+        sqe->addr = reinterpret_cast<uint64_t>(data.data());
+        sqe->len = kLen;
+        sqe->off = (ud % 64) * kLen;
+        sqe->user_data = ud;
+    };
+    std::mt19937_64 rng(o.seed);
+    uint64_t writes = 0, bad = 0;
+    Budget budget(o);
+    auto t0 = std::chrono::steady_clock::now();
+    while (!budget.over(writes) && !g_interrupted.load(std::memory_order_relaxed)) {
+        const int64_t delay = int64_t(rng() % kSweepNs);
+        write_sqe(writes + 1);
+        const int64_t t = now_ns();
+        if (e = ring.submit_and_wait(0); e >= 0) {
+            while (now_ns() - t < delay)
+                ;
+            write_sqe(writes + 2);
+            e = ring.submit_and_wait(2);
+        }
+        if (e < 0) {
+            ring_ready(r, e, "io_uring_enter", "");
+            break;
+        }
+        unsigned got = 0;
+        while (got < 2) {
+            unsigned n = ring.reap(2 - got, [&](const io_uring_cqe& c) {
+                bad += c.res != int(kLen) || c.user_data <= writes || c.user_data > writes + 2;
+            });
+            if (!n && ring.wait(1, int64_t(o.watchdog_ms) * 1000000) < 0)
+                break;
+            got += n;
+        }
+        writes += 2;
+        if (got < 2) {
+            r.counts["errors"] = 1;
+            r.skipped = "a write never completed";
+            break;
+        }
+    }
+    close(fd);
+    r.seconds = since(t0);
+    r.ops = writes;
+    r.anomalies["bad_cqe"] = bad;
     return r;
 }
 

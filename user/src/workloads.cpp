@@ -568,6 +568,10 @@ const std::vector<RealWorkload>& real_workloads() {
          run_iowq_cancel},
         {"iowq_hashed", "iowq with buffered file writes: hashed work, stalled queues",
          run_iowq_hashed},
+        {"iowq_stall",
+         "pairs of writes to one file, the second a swept delay after the first: one io-wq "
+         "worker marks its queue stalled as the other clears the mark",
+         run_iowq_stall},
         {"iowq_block", "io-wq workers blocked in FIFO opens, woken all at once: running count",
          run_iowq_block},
         {"iowq_splice",

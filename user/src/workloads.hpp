@@ -41,6 +41,7 @@ Result run_read(const Options& o);
 Result run_sqpoll(const Options& o);
 Result run_iowq(const Options& o);
 Result run_iowq_hashed(const Options& o);
+Result run_iowq_stall(const Options& o);
 Result run_iowq_block(const Options& o);
 Result run_iowq_splice(const Options& o);
 Result run_iowq_starve(const Options& o);

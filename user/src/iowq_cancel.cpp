@@ -28,7 +28,7 @@
 // KCSAN saw nothing in two runs. A NOP's only lockless reads of its flags
 // come a few microseconds after the worker's second assignment of it under
 // the same lock, so a watched mark almost never overlapped them.
-#include <fcntl.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -36,7 +36,7 @@
 #include <chrono>
 #include <cstring>
 #include <random>
-#include <sched.h>
+#include <vector>
 
 #include "raw_uring.hpp"
 #include "workloads.hpp"

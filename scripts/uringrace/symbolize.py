@@ -12,6 +12,8 @@ import subprocess
 
 from .common import log
 
+# a frame as KCSAN prints it: fn+0xOFF/0xLEN
+FRAME_RE = re.compile(r"^(?P<fn>[^+]+)\+0x(?P<off>[0-9a-f]+)/0x(?P<len>[0-9a-f]+)$")
 HEAD_RE = re.compile(r"^(?P<frame>\S+\+0x[0-9a-f]+/0x[0-9a-f]+):$")
 LINE_RE = re.compile(r"^(?P<inl>\(inlined by\) )?(?P<fn>\S+) at (?P<loc>\S+)(?: \(discriminator \d+\))?")
 CHUNK = 200
@@ -60,8 +62,8 @@ def resolve(script, obj, frames, cross="", roots=()):
     out = {}
     back = {}  # the frame faddr2line is asked for (at its call) -> the frame
     for f in frames:
-        m = re.match(r"^(?P<fn>[^+]+)\+0x(?P<off>[0-9a-f]+)/(?P<len>0x[0-9a-f]+)$", f)
-        back[f"{m.group('fn')}+{hex(_call_off(int(m.group('off'), 16)))}/{m.group('len')}"
+        m = FRAME_RE.match(f)
+        back[f"{m.group('fn')}+{hex(_call_off(int(m.group('off'), 16)))}/0x{m.group('len')}"
              if m else f] = f
     asked = sorted(back)
     env = {**os.environ, "CROSS_COMPILE": cross}
@@ -107,7 +109,7 @@ def resolve_vmlinux(obj, frames, cross="", roots=()):
     address through one addr2line."""
     want = {}
     for f in frames:
-        m = re.match(r"^(?P<fn>[^+]+)\+0x(?P<off>[0-9a-f]+)/0x(?P<len>[0-9a-f]+)$", f)
+        m = FRAME_RE.match(f)
         if m:
             want.setdefault(m.group("fn"), []).append((f, int(m.group("off"), 16),
                                                        int(m.group("len"), 16)))

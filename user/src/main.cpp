@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
     sigaction(SIGINT, &sa, nullptr);
     sigaction(SIGTERM, &sa, nullptr);
 
+    share_creds(o.shared_creds);
     std::vector<Result> results;
     const auto& real = real_workloads();
     auto it = std::find_if(real.begin(), real.end(),

@@ -37,6 +37,9 @@ std::string usage() {
          "  --ops N          stop after N operations (default: duration only)\n"
          "  --entries N      ring entries, power of two 2..4096 (default 64)\n"
          "  --pin            pin threads to CPUs\n"
+         "  --shared-creds   storm threads share the process's credentials, as\n"
+         "                   plain threads do (default: each takes a copy, and\n"
+         "                   io_uring's get_cred() of them does not race)\n"
          "  --seed N         random seed\n"
          "  --fence F        the application's store->load ordering (fences.hpp):\n"
          "                   on (seq_cst), off (none, and the litmus kernel side too),\n"
@@ -118,6 +121,8 @@ std::optional<Options> parse_options(const std::vector<std::string>& args, std::
         bool ok = true;
         if (a == "--pin") {
             o.pin = true;
+        } else if (a == "--shared-creds") {
+            o.shared_creds = true;
         } else if (a == "--json") {
             o.json = true;
         } else if (a == "--until-witness") {

@@ -15,10 +15,11 @@ enum class Via { raw, liburing };
 struct Options {
     std::string workload;
     unsigned threads = 2;
-    double duration_s = 5.0; // upper bound on wall time
-    uint64_t max_ops = 0;    // 0: no bound but the duration
-    unsigned entries = 64;   // ring entries (power of two)
-    bool pin = false;        // pin threads to CPUs round-robin
+    double duration_s = 5.0;   // upper bound on wall time
+    uint64_t max_ops = 0;      // 0: no bound but the duration
+    unsigned entries = 64;     // ring entries (power of two)
+    bool pin = false;          // pin threads to CPUs round-robin
+    bool shared_creds = false; // storm threads keep the process's credentials
     uint64_t seed = 1;
     Fence fence = Fence::on;       // the protocol's fence (see fences.hpp)
     Via via = Via::raw;            // real io_uring: own ring code or liburing

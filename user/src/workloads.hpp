@@ -33,7 +33,9 @@ bool two_cpus(Result& r, const char* why);
 // Pin the calling thread to cpu; false, with r marked an error, if refused.
 bool pin_or_error(Result& r, unsigned cpu);
 
-// Run fn(thread index) on n threads, pinned round-robin if asked.
+// Run fn(thread index) on n threads, pinned round-robin if asked, each with
+// credentials of its own unless share_creds(true) (--shared-creds) was called.
+void share_creds(bool shared);
 void run_threads(unsigned n, bool pin, const std::function<void(unsigned)>& fn);
 
 Result run_nop(const Options& o);

@@ -38,10 +38,10 @@ static std::optional<Options> parse(std::vector<std::string> a, std::string& err
 
 TEST(Options, ParsesEveryKnob) {
     std::string err;
-    auto o = parse({"sqpoll",        "--threads", "4",     "--duration", "0.5",       "--ops",
-                    "1000",          "--entries", "128",   "--pin",      "--seed",    "7",
-                    "--fence",       "off",       "--via", "liburing",   "--idle-ms", "2",
-                    "--watchdog-ms", "50",        "--json"},
+    auto o = parse({"sqpoll",        "--threads", "4",      "--duration",    "0.5",       "--ops",
+                    "1000",          "--entries", "128",    "--pin",         "--seed",    "7",
+                    "--fence",       "off",       "--via",  "liburing",      "--idle-ms", "2",
+                    "--watchdog-ms", "50",        "--json", "--shared-creds"},
                    err);
     ASSERT_TRUE(o) << err;
     EXPECT_EQ(4u, o->threads);
@@ -55,6 +55,8 @@ TEST(Options, ParsesEveryKnob) {
     EXPECT_EQ(2u, o->idle_ms);
     EXPECT_EQ(50u, o->watchdog_ms);
     EXPECT_TRUE(o->json);
+    EXPECT_TRUE(o->shared_creds);
+    EXPECT_FALSE(parse({"sqpoll"}, err)->shared_creds);
 }
 
 TEST(Litmus, UntilWitnessStopsAtTheFirstOne) {

@@ -184,8 +184,7 @@ Result wake_storm(const Options& o, Waker k) {
     auto wait = eventfd ? wait_on_eventfd : wait_in_enter;
     int pfd[2] = {-1, -1}; // the pipe whose read is the task's request (not for a message)
     if (!msg && pipe(pfd)) {
-        r.counts["errors"] = 1;
-        r.counts["pipe_error"] = uint64_t(errno);
+        setup_failed(r, "pipe");
         if (efd >= 0)
             close(efd);
         return r;

@@ -34,7 +34,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <random>
 #include <vector>
 
@@ -76,8 +75,7 @@ Result run_iowq_cancel(const Options& o) {
     }
     int p[2];
     if (pipe(p) < 0) {
-        r.counts["errors"] = 1;
-        r.skipped = std::string("pipe: ") + std::strerror(errno);
+        setup_failed(r, "pipe");
         return r;
     }
     constexpr uint64_t kCancel = 1ull << 63; // a cancel's user_data: its read's, this bit set

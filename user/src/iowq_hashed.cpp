@@ -38,7 +38,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <mutex>
 #include <random>
@@ -102,16 +101,13 @@ Result run_iowq_hashed(const Options& o) {
     Result r = base(o, "raw");
     int files[2] = {-1, -1};
     for (int& fd : files) {
-        char path[] = "/tmp/uringrace-hashed-XXXXXX";
-        fd = mkstemp(path);
+        fd = scratch_file(r, "hashed");
         if (fd < 0) {
-            r.skipped = std::string("mkstemp: ") + std::strerror(errno);
             for (int f : files)
                 if (f >= 0)
                     close(f);
             return r;
         }
-        unlink(path);
     }
     constexpr unsigned kLen = 512, kSlots = 64;
     std::atomic<uint64_t> ops{0}, bad{0}, writes{0};
@@ -211,14 +207,9 @@ Result run_iowq_stall(const Options& o) {
     Result r = base(o, "raw");
     if (!two_cpus(r, "a worker on each"))
         return r;
-    char path[] = "/tmp/uringrace-stall-XXXXXX";
-    const int fd = mkstemp(path);
-    if (fd < 0) {
-        r.counts["errors"] = 1;
-        r.skipped = std::string("mkstemp: ") + std::strerror(errno);
+    const int fd = scratch_file(r, "stall");
+    if (fd < 0)
         return r;
-    }
-    unlink(path);
     constexpr unsigned kLen = 512;
     constexpr int64_t kSweepNs = 300000;
     RawRing ring;

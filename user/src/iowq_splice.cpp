@@ -67,8 +67,7 @@ Result run_iowq_splice(const Options& o) {
                 failed = "open /dev/null";
         }
         if (failed) {
-            r.skipped = std::string(failed) + ": " + std::strerror(errno);
-            r.counts["errors"] = 1;
+            setup_failed(r, failed);
             cleanup();
             return r;
         }

@@ -15,7 +15,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <random>
 #include <sys/eventfd.h>
 #include <thread>
@@ -48,7 +47,7 @@ Result overflow_storm(const Options& o, bool defer) {
     // kernels have no AF_UNIX for a socket.
     int efd = eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC);
     if (efd < 0) {
-        r.skipped = std::string("eventfd: ") + std::strerror(errno);
+        setup_failed(r, "eventfd");
         return r;
     }
     // the writer: one count for each read asked for

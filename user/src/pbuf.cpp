@@ -37,20 +37,21 @@ constexpr unsigned kLen = 64;          // bytes per buffer and per read
 constexpr unsigned kFileLen = 1 << 20; // the records read, in a loop
 constexpr uint16_t kGroup = 7;
 
-// A temp file whose 8-byte words each hold their own offset; -errno on error.
-int record_file() {
-    char path[] = "/tmp/uringrace-pbuf-XXXXXX";
-    int fd = mkstemp(path);
+// A scratch file whose 8-byte words each hold their own offset: its fd, or
+// -1 after setup_failed.
+int record_file(Result& r) {
+    int fd = scratch_file(r, "pbuf");
     if (fd < 0)
-        return -errno;
-    unlink(path);
+        return -1;
     std::vector<uint64_t> words(kFileLen / 8);
     for (size_t i = 0; i < words.size(); i++)
         words[i] = i * 8;
     if (write(fd, words.data(), kFileLen) != static_cast<ssize_t>(kFileLen)) {
-        int e = errno ? -errno : -EIO;
+        if (!errno)
+            errno = EIO; // a short write
+        setup_failed(r, "write");
         close(fd);
-        return e;
+        return -1;
     }
     return fd;
 }
@@ -60,21 +61,16 @@ int record_file() {
 Result run_pbuf(const Options& o) {
     Result r = base(o, "raw");
     RawRing ring;
-    if (int e = ring.init(o.entries); e) {
-        r.skipped = skip_reason(e, "io_uring_setup");
+    if (!ring_ready(r, ring.init(o.entries), "io_uring_setup", ring.what()))
         return r;
-    }
-    int fd = record_file();
-    if (fd < 0) {
-        r.counts["errors"] = 1;
-        r.skipped = std::string("temp file: ") + std::strerror(-fd);
+    int fd = record_file(r);
+    if (fd < 0)
         return r;
-    }
     const size_t ring_len = kBufs * sizeof(io_uring_buf);
     void* mem = mmap(nullptr, ring_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) {
+        setup_failed(r, "mmap");
         close(fd);
-        r.skipped = std::string("mmap: ") + std::strerror(errno);
         return r;
     }
     auto* br = static_cast<io_uring_buf_ring*>(mem);

@@ -24,7 +24,6 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <thread>
@@ -65,8 +64,7 @@ Result poll_storm(const Options& o, bool defer) {
     }
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) {
-        r.skipped = std::string("eventfd: ") + std::strerror(errno);
-        r.counts["errors"] = 1;
+        setup_failed(r, "eventfd");
         return r;
     }
     if (!pin_or_error(r, 0)) {

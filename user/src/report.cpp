@@ -70,7 +70,8 @@ std::string to_text(const Result& r) {
     std::ostringstream o;
     char line[160];
     if (!r.skipped.empty())
-        return r.workload + " (" + r.path + "): skipped: " + r.skipped;
+        return r.workload + " (" + r.path +
+               (r.counts.count("errors") ? "): error: " : "): skipped: ") + r.skipped;
     std::snprintf(line, sizeof(line), "%-15s %-9s fence %-3s %12llu ops in %7.2f s = %12.0f/s",
                   r.workload.c_str(), r.path.c_str(), r.fence.c_str(),
                   static_cast<unsigned long long>(r.ops), r.seconds, r.rate());

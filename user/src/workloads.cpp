@@ -139,6 +139,22 @@ bool ring_ready(Result& r, int e, const char* what, const std::string& step) {
     return false;
 }
 
+void setup_failed(Result& r, const char* call) {
+    r.counts["errors"] = 1;
+    r.skipped = std::string(call) + ": " + std::strerror(errno);
+}
+
+int scratch_file(Result& r, const char* tag) {
+    std::string path = std::string("/tmp/uringrace-") + tag + "-XXXXXX";
+    int fd = mkstemp(path.data());
+    if (fd < 0) {
+        setup_failed(r, "mkstemp");
+        return -1;
+    }
+    unlink(path.c_str());
+    return fd;
+}
+
 Result base(const Options& o, const char* path) {
     Result r;
     r.workload = o.workload;
@@ -314,8 +330,7 @@ Result run_iowq_exit(const Options& o) {
     constexpr uint64_t kCancelTag = ~0ull;
     const int mfd = memfd_create("uringrace-exit", MFD_CLOEXEC);
     if (mfd < 0 || ftruncate(mfd, kRead) != 0) {
-        r.skipped = std::string("memfd: ") + std::strerror(errno);
-        r.counts["errors"] = 1;
+        setup_failed(r, mfd < 0 ? "memfd_create" : "ftruncate");
         if (mfd >= 0)
             close(mfd);
         return r;
@@ -662,13 +677,9 @@ const std::vector<RealWorkload>& real_workloads() {
 
 Result run_read(const Options& o) {
     Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
-    char path[] = "/tmp/uringrace-read-XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) {
-        r.skipped = std::string("mkstemp: ") + std::strerror(errno);
+    int fd = scratch_file(r, "read");
+    if (fd < 0)
         return r;
-    }
-    unlink(path);
     std::vector<char> block(4096, 'u');
     for (int i = 0; i < 256; i++)
         if (write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()))

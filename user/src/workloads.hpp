@@ -95,6 +95,13 @@ void settle_setup_error(Result& r, int err, const char* what);
 // (what the setup asked for, then step: the step that failed), and an error
 // unless the kernel lacks io_uring or the feature; true when e is 0.
 bool ring_ready(Result& r, int e, const char* what, const std::string& step);
+// The storm's own setup failed (call: what it called, errno its reason):
+// an error, never a skip (the kernel's io_uring is not what is missing) and
+// never a pass.
+void setup_failed(Result& r, const char* call);
+// A scratch file in /tmp for the storm, unlinked once open (tag names it
+// meanwhile): its fd, or -1 after setup_failed.
+int scratch_file(Result& r, const char* tag);
 bool sq_thread_asleep();
 // This process's threads whose name starts with prefix (their TIDs), and the
 // kernel function a thread sleeps in (/proc/self/task/TID/wchan, "" if none).

@@ -166,6 +166,8 @@ class MutantCatalog(unittest.TestCase):
                           ("mutant a file f storm s\nbreaks b\nclass maybe\n-x\n+y\n",
                            "class must be"),
                           ("-x\n", "outside a mutant"),
+                          ("mutant a file f storm s,t,u\nbreaks b\nclass kcsan\n-x\n+y\n",
+                           "at most 2 storms"),
                           ("mutant a-emulated file f storm s\nbreaks b\nclass emulated\n-x\n+y\n",
                            "needs class emulated and its mutant a")):
             with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:

@@ -2,6 +2,11 @@
 // JSON, and brief real runs on the host kernel (skipped where not allowed).
 #include <gtest/gtest.h>
 
+#include <cerrno>
+#include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "options.hpp"
 #include "report.hpp"
 #include "ring.hpp"
@@ -181,6 +186,22 @@ TEST(Json, OneLineWithEscapesAndCounts) {
     r.label = "storm-1";
     EXPECT_NE(std::string::npos, to_json(r).find("{\"label\":\"storm-1\",\"workload\":\"nop\""));
     EXPECT_EQ("\\u0001", json_escape("\x01"));
+}
+
+TEST(Setup, ScratchFileIsUnlinkedAndAFailureIsAnError) {
+    Result r;
+    int fd = scratch_file(r, "test");
+    ASSERT_LE(0, fd) << r.skipped;
+    struct stat st {};
+    ASSERT_EQ(0, fstat(fd, &st));
+    EXPECT_EQ(0u, st.st_nlink); // nothing left behind in /tmp
+    close(fd);
+    EXPECT_EQ(0u, r.counts.count("errors"));
+    errno = ENOSPC;
+    setup_failed(r, "mkstemp");
+    EXPECT_EQ(1u, r.counts["errors"]); // never a skip, never a pass
+    EXPECT_EQ("mkstemp: " + std::string(std::strerror(ENOSPC)), r.skipped);
+    EXPECT_EQ(0u, to_text(r).find(" (): error: mkstemp: "));
 }
 
 // Every named anomaly counter is reported, and is 0.

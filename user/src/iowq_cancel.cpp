@@ -61,9 +61,7 @@ Result run_iowq_cancel(const Options& o) {
         return r;
     }
     unsigned limits[2] = {1, 1};
-    cpu_set_t worker_cpu;
-    CPU_ZERO(&worker_cpu);
-    CPU_SET(1, &worker_cpu);
+    cpu_set_t worker_cpu = only_cpu(1);
     if (int e = ring.register_op(IORING_REGISTER_IOWQ_MAX_WORKERS, limits, 2); e < 0) {
         ring_ready(r, e, "IORING_REGISTER_IOWQ_MAX_WORKERS", "");
         return r;

@@ -38,10 +38,15 @@ bool Budget::over(uint64_t ops) const {
            std::chrono::steady_clock::now() >= deadline;
 }
 
-bool pin_self(unsigned cpu) {
+cpu_set_t only_cpu(unsigned cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
+    return set;
+}
+
+bool pin_self(unsigned cpu) {
+    const cpu_set_t set = only_cpu(cpu);
     return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0;
 }
 
@@ -335,9 +340,7 @@ Result run_iowq_exit(const Options& o) {
     if (!two_cpus(r, "the exiting threads on one, their io-wq workers on the other") ||
         !pin_or_error(r, 0))
         return r;
-    cpu_set_t worker_cpu;
-    CPU_ZERO(&worker_cpu);
-    CPU_SET(1, &worker_cpu);
+    cpu_set_t worker_cpu = only_cpu(1);
     std::atomic<uint64_t> lives{0}, bad{0}, left{0}, at_exit{0}, done{0}, cancelled{0}, lost{0};
     std::atomic<int> err{0};
     constexpr unsigned kRead = 8 << 10;

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <ctime>
 #include <functional>
+#include <sched.h>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,8 @@ struct Budget {
     bool over(uint64_t ops) const;
 };
 
+// The set of one CPU (sched_setaffinity, IORING_REGISTER_IOWQ_AFF).
+cpu_set_t only_cpu(unsigned cpu);
 // Pin the calling thread to one CPU; false if the kernel refused.
 bool pin_self(unsigned cpu);
 // For a storm whose two sides must run at once on CPUs 0 and 1: false,

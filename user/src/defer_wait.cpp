@@ -156,12 +156,11 @@ Result wake_storm(const Options& o, Waker k) {
     Result r = base(o, "raw");
     const bool eventfd = k == Waker::eventfd, msg = k == Waker::msg_ring;
     RawRing ring, sender;
-    if (int e = msg ? ring.init(8)
-                    : ring.init(8, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN);
-        e) {
-        r.skipped = skip_reason(e, msg ? "io_uring_setup" : "io_uring_setup(DEFER_TASKRUN)");
+    if (!ring_ready(r,
+                    msg ? ring.init(8)
+                        : ring.init(8, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN),
+                    msg ? "io_uring_setup" : "io_uring_setup(DEFER_TASKRUN)", ring.what()))
         return r;
-    }
     if (int e = msg ? sender.init(8) : 0; e) {
         r.counts["errors"] = 1; // the first ring's setup worked: not a skip
         r.counts["sender_error"] = uint64_t(-e);

@@ -113,8 +113,7 @@ Result run_iowq_hashed(const Options& o) {
     std::atomic<uint64_t> ops{0}, bad{0}, writes{0};
     std::atomic<int> err{0};
     RawRing hub;
-    if (int e = hub.init(8); e) {
-        r.skipped = skip_reason(e, "io_uring_setup");
+    if (!ring_ready(r, hub.init(8), "io_uring_setup", hub.what())) {
         for (int f : files)
             close(f);
         return r;

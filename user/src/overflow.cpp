@@ -35,11 +35,11 @@ Result overflow_storm(const Options& o, bool defer) {
     const unsigned flags =
         IORING_SETUP_TASKRUN_FLAG | (defer ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN
                                            : IORING_SETUP_COOP_TASKRUN);
-    if (int e = ring.init(o.entries, flags, 0, -1, cq); e) {
-        r.skipped = skip_reason(e, defer ? "io_uring_setup(CQSIZE, DEFER_TASKRUN)"
-                                         : "io_uring_setup(CQSIZE, TASKRUN_FLAG)");
+    if (!ring_ready(r, ring.init(o.entries, flags, 0, -1, cq),
+                    defer ? "io_uring_setup(CQSIZE, DEFER_TASKRUN)"
+                          : "io_uring_setup(CQSIZE, TASKRUN_FLAG)",
+                    ring.what()))
         return r;
-    }
     // An eventfd (a semaphore: a read takes one), not a pipe: 6.1's pipes
     // lack FMODE_NOWAIT, so io_uring retries a poll-woken pipe read 128
     // times (APOLL_MAX_RETRY), then hands it to io-wq, and each round waited

@@ -40,20 +40,10 @@ constexpr uint16_t kGroup = 7;
 // A scratch file whose 8-byte words each hold their own offset: its fd, or
 // -1 after setup_failed.
 int record_file(Result& r) {
-    int fd = scratch_file(r, "pbuf");
-    if (fd < 0)
-        return -1;
     std::vector<uint64_t> words(kFileLen / 8);
     for (size_t i = 0; i < words.size(); i++)
         words[i] = i * 8;
-    if (write(fd, words.data(), kFileLen) != static_cast<ssize_t>(kFileLen)) {
-        if (!errno)
-            errno = EIO; // a short write
-        setup_failed(r, "write");
-        close(fd);
-        return -1;
-    }
-    return fd;
+    return scratch_file(r, "pbuf", words.data(), kFileLen);
 }
 
 } // namespace
@@ -82,7 +72,7 @@ Result run_pbuf(const Options& o) {
     if (int e = ring.register_op(IORING_REGISTER_PBUF_RING, &reg, 1); e < 0) {
         munmap(mem, ring_len);
         close(fd);
-        r.skipped = skip_reason(e, "IORING_REGISTER_PBUF_RING");
+        ring_ready(r, e, "IORING_REGISTER_PBUF_RING");
         return r;
     }
     // in_ring[bid]: handed to the kernel and not yet named by a CQE

@@ -58,10 +58,9 @@ Result poll_storm(const Options& o, bool defer) {
     const unsigned flags =
         defer ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
               : 0;
-    if (int e = ring.init(o.entries, flags); e) {
-        r.skipped = skip_reason(e, defer ? "io_uring_setup(DEFER_TASKRUN)" : "io_uring_setup");
+    if (!ring_ready(r, ring.init(o.entries, flags),
+                    defer ? "io_uring_setup(DEFER_TASKRUN)" : "io_uring_setup", ring.what()))
         return r;
-    }
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) {
         setup_failed(r, "eventfd");

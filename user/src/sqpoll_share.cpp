@@ -75,10 +75,9 @@ unsigned nops_through(RawRing& ring, unsigned n, std::chrono::milliseconds limit
 Result run_sqpoll_share(const Options& o) {
     Result r = base(o, "raw");
     RawRing anchor;
-    if (int e = anchor.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms); e) {
-        r.skipped = skip_reason(e, "io_uring_setup(SQPOLL)");
+    if (!ring_ready(r, anchor.init(o.entries, IORING_SETUP_SQPOLL, o.idle_ms),
+                    "io_uring_setup(SQPOLL)", anchor.what()))
         return r;
-    }
     const unsigned batch = std::min(8u, o.entries);
     constexpr unsigned kParks = 8;
     cpu_set_t every;

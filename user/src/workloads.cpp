@@ -121,6 +121,8 @@ std::string skip_reason(int err, const char* what) {
         why += " (no io_uring in this kernel)";
     else if (err == -EPERM)
         why += " (io_uring not permitted: kernel.io_uring_disabled or no privilege)";
+    else if (err == -EINVAL)
+        why += " (a kernel older than 6.1 may lack what was asked: uringrace needs 6.1)";
     return why;
 }
 
@@ -138,7 +140,7 @@ void settle_setup_error(Result& r, int err, const char* what) {
 bool ring_ready(Result& r, int e, const char* what, const std::string& step) {
     if (!e)
         return true;
-    r.skipped = skip_reason(e, (std::string(what) + " " + step).c_str());
+    r.skipped = skip_reason(e, step.empty() ? what : (std::string(what) + " " + step).c_str());
     if (!unavailable(e))
         r.counts["errors"] = 1;
     return false;
@@ -149,7 +151,7 @@ void setup_failed(Result& r, const char* call) {
     r.skipped = std::string(call) + ": " + std::strerror(errno);
 }
 
-int scratch_file(Result& r, const char* tag) {
+int scratch_file(Result& r, const char* tag, const void* data, size_t len) {
     std::string path = std::string("/tmp/uringrace-") + tag + "-XXXXXX";
     int fd = mkstemp(path.data());
     if (fd < 0) {
@@ -157,6 +159,13 @@ int scratch_file(Result& r, const char* tag) {
         return -1;
     }
     unlink(path.c_str());
+    if (ssize_t n = len ? write(fd, data, len) : 0; n != static_cast<ssize_t>(len)) {
+        if (n >= 0)
+            errno = EFBIG; // a short write: the file holds less than asked
+        setup_failed(r, "write");
+        close(fd);
+        return -1;
+    }
     return fd;
 }
 
@@ -489,10 +498,9 @@ Result cq_storm(const Options& o, bool sqpoll) {
         p.sq_thread_idle = o.idle_ms;
         e = io_uring_queue_init_params(o.entries, &lu, &p);
     }
-    if (e) {
-        r.skipped = skip_reason(e, sqpoll ? "io_uring_setup(SQPOLL)" : "io_uring_setup");
+    if (!ring_ready(r, e, sqpoll ? "io_uring_setup(SQPOLL)" : "io_uring_setup",
+                    raw ? ring.what() : ""))
         return r;
-    }
     const uint64_t cq_cap = 2 * o.entries; // the kernel's default CQ size
     constexpr uint64_t window = 1 << 16;   // user_data values tracked at once
     std::atomic<uint64_t> submitted{0}, reaped{0}, dup{0}, bad{0}, wakeups{0};
@@ -708,13 +716,10 @@ const std::vector<RealWorkload>& real_workloads() {
 
 Result run_read(const Options& o) {
     Result r = base(o, o.via == Via::raw ? "raw" : "liburing");
-    int fd = scratch_file(r, "read");
+    const std::vector<char> content(256 * 4096, 'u');
+    int fd = scratch_file(r, "read", content.data(), content.size());
     if (fd < 0)
         return r;
-    std::vector<char> block(4096, 'u');
-    for (int i = 0; i < 256; i++)
-        if (write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()))
-            break;
     std::atomic<uint64_t> ops{0}, bad{0};
     std::atomic<int> err{0};
     Budget budget(o);
@@ -833,10 +838,8 @@ Result run_sqpoll(const Options& o) {
         e = io_uring_queue_init_params(o.entries, &lu, &p);
         r.fence = "liburing"; // liburing's own io_uring_smp_mb(), not switchable
     }
-    if (e) {
-        r.skipped = skip_reason(e, "io_uring_setup(SQPOLL)");
+    if (!ring_ready(r, e, "io_uring_setup(SQPOLL)"))
         return r;
-    }
     std::mt19937_64 rng(o.seed);
     Budget budget(o);
     Watchdog dog{std::chrono::milliseconds(o.watchdog_ms)};

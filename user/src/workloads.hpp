@@ -94,17 +94,22 @@ bool unavailable(int err);
 // A threaded storm's setup error err (0: none): a skip when the kernel lacks
 // the feature and no work was done, else an error (never a pass).
 void settle_setup_error(Result& r, int err, const char* what);
-// A storm's raw ring setup error e (0: none): false, with r skipped and why
+// A storm's ring setup error e (0: none): false, with r skipped and why
 // (what the setup asked for, then step: the step that failed), and an error
-// unless the kernel lacks io_uring or the feature; true when e is 0.
-bool ring_ready(Result& r, int e, const char* what, const std::string& step);
+// unless the kernel lacks io_uring or forbids it (ENOSYS, EPERM, EACCES);
+// true when e is 0. The one rule for every setup step: EINVAL for a flag
+// is an error too (every flag the storms ask for is in 6.1, the oldest tree
+// uringrace targets, so there EINVAL means the storm asked wrongly).
+bool ring_ready(Result& r, int e, const char* what, const std::string& step = "");
 // The storm's own setup failed (call: what it called, errno its reason):
 // an error, never a skip (the kernel's io_uring is not what is missing) and
 // never a pass.
 void setup_failed(Result& r, const char* call);
 // A scratch file in /tmp for the storm, unlinked once open (tag names it
-// meanwhile): its fd, or -1 after setup_failed.
-int scratch_file(Result& r, const char* tag);
+// meanwhile), holding the len bytes at data: its fd, or -1 after
+// setup_failed (a short write too: a storm never reads a file shorter than
+// it asked for).
+int scratch_file(Result& r, const char* tag, const void* data = nullptr, size_t len = 0);
 bool sq_thread_asleep();
 // This process's threads whose name starts with prefix (their TIDs), and the
 // kernel function a thread sleeps in (/proc/self/task/TID/wchan, "" if none).

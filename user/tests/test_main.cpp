@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -202,6 +204,51 @@ TEST(Setup, ScratchFileIsUnlinkedAndAFailureIsAnError) {
     EXPECT_EQ(1u, r.counts["errors"]); // never a skip, never a pass
     EXPECT_EQ("mkstemp: " + std::string(std::strerror(ENOSPC)), r.skipped);
     EXPECT_EQ(0u, to_text(r).find(" (): error: mkstemp: "));
+}
+
+// One rule for a setup step's error: a kernel without io_uring, or one that
+// forbids it, is a skip; anything else (EINVAL for a flag included) is an
+// error; and 0 is no failure at all.
+TEST(Setup, OnlyAMissingIoUringIsASkip) {
+    Result ok;
+    EXPECT_TRUE(ring_ready(ok, 0, "io_uring_setup"));
+    EXPECT_TRUE(ok.skipped.empty());
+    for (int e : {ENOSYS, EPERM, EACCES}) {
+        Result r;
+        EXPECT_FALSE(ring_ready(r, -e, "io_uring_setup(SQPOLL)", "mmap"));
+        EXPECT_EQ(0u, r.counts.count("errors")) << e;
+        EXPECT_EQ(0u, r.skipped.find("io_uring_setup(SQPOLL) mmap: ")) << r.skipped;
+    }
+    Result r;
+    EXPECT_FALSE(ring_ready(r, -EINVAL, "io_uring_setup(DEFER_TASKRUN)"));
+    EXPECT_EQ(1u, r.counts["errors"]);
+    EXPECT_EQ(0u, r.skipped.find("io_uring_setup(DEFER_TASKRUN): ")) << r.skipped;
+    EXPECT_NE(std::string::npos, r.skipped.find("needs 6.1")) << r.skipped;
+}
+
+// The file holds what was asked, and a short write (the file size limit
+// cuts it) is a setup error, never a storm over a shorter file.
+TEST(Setup, ScratchFileHoldsItsContentOrFails) {
+    const std::string content(8192, 'c');
+    Result r;
+    int fd = scratch_file(r, "test", content.data(), content.size());
+    ASSERT_LE(0, fd) << r.skipped;
+    std::string back(content.size(), '\0');
+    EXPECT_EQ(ssize_t(back.size()), pread(fd, back.data(), back.size(), 0));
+    EXPECT_EQ(content, back);
+    close(fd);
+    rlimit old{};
+    ASSERT_EQ(0, getrlimit(RLIMIT_FSIZE, &old));
+    rlimit cut = old;
+    cut.rlim_cur = 4096;
+    auto was = signal(SIGXFSZ, SIG_IGN);
+    ASSERT_EQ(0, setrlimit(RLIMIT_FSIZE, &cut));
+    Result s;
+    EXPECT_EQ(-1, scratch_file(s, "test", content.data(), content.size()));
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, was);
+    EXPECT_EQ(1u, s.counts["errors"]);
+    EXPECT_EQ("write: " + std::string(std::strerror(EFBIG)), s.skipped);
 }
 
 // Every named anomaly counter is reported, and is 0.

@@ -118,6 +118,61 @@ class PatchedTree(unittest.TestCase):
         self.assertEqual(cmd[-2:], ["make", "x"])
 
 
+class PatchedCopies(unittest.TestCase):
+    """Tree B object copies (0.3-0.5 GB each, one per mutant) are bounded:
+    the whole 6.1 catalog once filled this machine's disk with them."""
+
+    def setUp(self):
+        self.old = os.environ.get("URINGRACE_CACHE")
+        self.tmp = tempfile.TemporaryDirectory()
+        os.environ["URINGRACE_CACHE"] = self.tmp.name
+        self.root = os.path.join(self.tmp.name, "kbuild")
+        os.makedirs(self.root)
+
+    def tearDown(self):
+        if self.old is None:
+            os.environ.pop("URINGRACE_CACHE")
+        else:
+            os.environ["URINGRACE_CACHE"] = self.old
+        self.tmp.cleanup()
+
+    def tree(self, name, used):
+        path = os.path.join(self.root, name)
+        os.makedirs(path)
+        open(os.path.join(path, "vmlinux"), "w").close()
+        open(path + ".lock", "w").close()
+        os.utime(path + ".lock", (used, used))
+        return path
+
+    def test_the_newest_used_are_kept(self):
+        a = self.tree("x86_64-linux-source-6.1_6.1.192-3-1ab1e329a896", 1)  # a tree A
+        old = [self.tree(f"x86_64--source-6.1_6.1.192-3+patch_{i:012x}-k{i}", 100 + i)
+               for i in range(5)]
+        now = os.path.join(self.root, "x86_64--source-6.1_6.1.192-3+patch_new-kn")
+        half = self.tree("arm64--source-6.12+patch_cut-kc", 500) + ".partial"
+        os.rename(half[:-len(".partial")], half)
+        gone = kbuild.evict_patched(3, spare=now)
+        self.assertEqual(sorted(gone), sorted(old[:3] + [half]))
+        self.assertTrue(all(os.path.isdir(p) for p in old[3:] + [a]))
+        # one in use (its lock held: being built or booted) stays
+        with open(old[3] + ".lock", "a") as f:
+            kbuild.fcntl.flock(f, kbuild.fcntl.LOCK_EX)
+            self.assertEqual([old[4]], kbuild.evict_patched(0))
+        self.assertTrue(os.path.isdir(old[3]) and os.path.isdir(a))
+
+    def test_a_copy_the_disk_cannot_hold_is_refused_first(self):
+        from uringrace.common import PipelineError
+        kbuild.room_for(self.root, 1 << 20, "a small copy")
+        with self.assertRaisesRegex(PipelineError, "needs 1073741824 MiB .* free in .*nothing was "
+                                    "copied"):
+            kbuild.room_for(self.root, 1 << 50, "tree B's copy")
+        src = self.tree("x86_64-a", 0)
+        with open(os.path.join(src, "obj.o"), "wb") as f:
+            f.write(b"o" * 10000)
+        os.link(os.path.join(src, "obj.o"), os.path.join(src, "same.o"))
+        once = os.lstat(os.path.join(src, "obj.o")).st_blocks * 512
+        self.assertEqual(once, kbuild.tree_bytes(src))  # a hard link counted once
+
 class MutantCatalog(unittest.TestCase):
     """Every row of every catalog applies to its tree: each 'before' line
     occurs exactly once in its file (else the row is stale)."""

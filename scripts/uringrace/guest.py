@@ -19,7 +19,7 @@ def kernel_for(args, arch):
         # B = that tree + the patches, built from its finished build
         src, identity = tree.patched(src, identity, args.patches)
         ver = tree.check_tree(src, rec)
-        info = kbuild.build_patched(src, identity, rec, info)
+        info = kbuild.build_patched(src, identity, rec, info, keep=args.keep_b)
     info.version = ver
     return rec, info
 

@@ -115,15 +115,85 @@ def configure(src, obj, rec, key):
         f.write(key + "\n")
 
 
-def build_patched(src, identity, rec, base):
+PATCHED = "+patch_"  # in the object directory of every tree B (objdir_for)
+
+
+def tree_bytes(path):
+    """The bytes path's files take on disk (hard links counted once)."""
+    seen, total = set(), 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            st = os.lstat(os.path.join(root, f))
+            if (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+    return total
+
+
+def evict_patched(keep, spare=""):
+    """Tree B object copies (each a copy of its tree A's objects, 0.3-0.5 GB)
+    beyond the `keep` used last are removed, oldest first, and so is what an
+    interrupted copy left (.partial); `spare` (the one about to be used) is
+    never removed. Their lock files' mtimes say when each was last used.
+    Returns the directories removed."""
+    root = os.path.join(cache_dir(), "kbuild")
+    if not os.path.isdir(root):
+        return []
+    gone = []
+    trees = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if PATCHED not in name or not os.path.isdir(path) or path == spare:
+            continue
+        if name.endswith(".partial"):
+            lock = path[:-len(".partial")] + ".lock"
+            try:  # a copy under way holds its lock: leave it
+                with open(lock, "a") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    shutil.rmtree(path, ignore_errors=True)
+                    gone.append(path)
+            except BlockingIOError:
+                pass
+            continue
+        lock = path + ".lock"
+        trees.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
+    trees.sort(reverse=True)
+    for _, path in trees[max(0, keep - (1 if spare else 0)):]:
+        with open(path + ".lock", "a") as f:
+            try:  # another run builds or boots it now: leave it
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            gone.append(path)
+    return gone
+
+
+def room_for(path, need, what):
+    """Stop with the reason before a copy that the disk cannot hold: a copy
+    cut short by a full disk takes everything else on it down too."""
+    os.makedirs(path, exist_ok=True)
+    free = shutil.disk_usage(path).free
+    margin = 1 << 30  # the build, the guest's logs and the initramfs after it
+    if free < need + margin:
+        raise PipelineError(f"{what} needs {need >> 20} MiB and 1 GiB to spare, but "
+                            f"{free >> 20} MiB are free in {path}: free some space (KEEP_B "
+                            "keeps fewer tree B copies) and run again; nothing was copied")
+
+
+def build_patched(src, identity, rec, base, keep=8):
     """Tree B (A plus patches, tree.patched) built from A's finished build:
     A's objects copied once, then B's sources and objects bound at A's
     paths (in_place_of), so only what the patch touched is recompiled.
-    Nothing of A is written. Returns B's KernelBuild."""
+    Nothing of A is written. At most `keep` tree B copies stay in the cache
+    (evict_patched), and a copy the disk cannot hold is refused before it
+    starts (room_for). Returns B's KernelBuild."""
     key = build_key(identity, rec)
     obj = objdir_for(identity, rec)
     binds = ((src, base.src), (obj, base.objdir))
     t0 = time.time()
+    for path in evict_patched(keep, spare=obj):
+        log(f"tree B copy removed (KEEP_B={keep} kept, the newest used): {path}")
     # one builder of B at a time, the copy included (a sibling lock file)
     with open(obj + ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
@@ -132,8 +202,14 @@ def build_patched(src, identity, rec, base):
             tmp = obj + ".partial"
             shutil.rmtree(tmp, ignore_errors=True)
             shutil.rmtree(obj, ignore_errors=True)
+            room_for(os.path.dirname(obj), tree_bytes(base.objdir),
+                     f"tree B's copy of A's objects ({base.objdir})")
             log(f"tree B's objects: a copy of A's ({base.objdir})")
-            run(["cp", "-a", base.objdir, tmp])
+            try:
+                run(["cp", "-a", base.objdir, tmp])
+            except PipelineError:
+                shutil.rmtree(tmp, ignore_errors=True)  # no half copy left behind
+                raise
             # make goes by mtimes: B's patched sources may be older than A's
             # objects (a tree B kept from before A was rebuilt), and then
             # nothing would recompile and B would be A. Newer than the copy:

@@ -401,7 +401,7 @@ def cmd_bench_patch(args):
         for _ in range(args.runs):
             shutil.rmtree(kbuild.objdir_for(bid, rec), ignore_errors=True)
             t0 = time.time()
-            b = kbuild.build_patched(bsrc, bid, rec, a)
+            b = kbuild.build_patched(bsrc, bid, rec, a, keep=args.keep_b)
             builds.append(time.time() - t0)
             compiled = b.compiled
         shutil.rmtree(kbuild.objdir_for(bid, rec), ignore_errors=True)

@@ -14,6 +14,14 @@
 // armed again (rearms). At the end the writer stops, the CQ is drained, and
 // one more write must bring a CQE within the watchdog (lost_wakeup).
 //
+// The taskrun form sets the ring up with COOP_TASKRUN | TASKRUN_FLAG: each
+// wake-up that takes ownership adds task work from the writer's CPU, which
+// sets IORING_SQ_TASKRUN when the task's list was empty (6.1's
+// __io_req_task_work_add, 6.12's io_req_normal_work_add), and this task
+// clears the flag each time it has run the work (ctx_flush_and_put): a set
+// and a clear of one word on two CPUs thousands of times a second, where
+// the overflow storm's task work comes a few hundred times a storm on 6.1.
+//
 // The defer form sets the ring up with SINGLE_ISSUER | DEFER_TASKRUN |
 // TASKRUN_FLAG: each wake-up that takes ownership queues local work from
 // the writer's CPU (io_req_local_work_add: it sets IORING_SQ_TASKRUN on an
@@ -50,16 +58,22 @@ bool arm(RawRing& ring, int efd) {
     return ring.submit_and_wait(0) == 1;
 }
 
-Result poll_storm(const Options& o, bool defer) {
+enum class Tw { plain, taskrun, defer };
+
+Result poll_storm(const Options& o, Tw tw) {
     Result r = base(o, "raw");
     if (!two_cpus(r, "the writer on one, the ring's task on the other"))
         return r;
     RawRing ring;
     const unsigned flags =
-        defer ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
-              : 0;
-    if (!ring_ready(r, ring.init(o.entries, flags),
-                    defer ? "io_uring_setup(DEFER_TASKRUN)" : "io_uring_setup", ring.what()))
+        tw == Tw::defer
+            ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+        : tw == Tw::taskrun ? IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
+                            : 0;
+    const char* what = tw == Tw::defer     ? "io_uring_setup(DEFER_TASKRUN)"
+                       : tw == Tw::taskrun ? "io_uring_setup(COOP_TASKRUN, TASKRUN_FLAG)"
+                                           : "io_uring_setup";
+    if (!ring_ready(r, ring.init(o.entries, flags), what, ring.what()))
         return r;
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) {
@@ -85,7 +99,7 @@ Result poll_storm(const Options& o, bool defer) {
             if (write(efd, &one, sizeof(one)) == sizeof(one))
                 writes.fetch_add(1, std::memory_order_relaxed);
     });
-    uint64_t bad = 0, rearms = 0, lost = 0, arm_failed = 0;
+    uint64_t bad = 0, rearms = 0, lost = 0, arm_failed = 0, taskrun = 0;
     bool ended = false;
     auto take = [&](const io_uring_cqe& c) {
         if (c.user_data != kPoll || (c.res >= 0 && !(c.res & POLLIN)))
@@ -95,6 +109,7 @@ Result poll_storm(const Options& o, bool defer) {
     // wait (which runs the poll's task work), reap, arm again if it ended
     auto pump = [&](uint64_t wait_ns) {
         ring.wait(1, wait_ns);
+        taskrun += ring.sq_flag(IORING_SQ_TASKRUN);
         r.ops += ring.reap(o.entries, take);
         if (ended) {
             ended = false;
@@ -129,6 +144,8 @@ Result poll_storm(const Options& o, bool defer) {
     r.anomalies["lost_wakeup"] = lost;
     r.counts["writes"] = writes.load();
     r.counts["rearms"] = rearms;
+    if (tw != Tw::plain)
+        r.counts["taskrun_seen"] = taskrun; // task work added since the wait ran it
     if (arm_failed || !writes.load() || !r.ops)
         r.counts["errors"] = 1; // the poll not armed or never woken: missing work
     return r;
@@ -137,10 +154,13 @@ Result poll_storm(const Options& o, bool defer) {
 } // namespace
 
 Result run_poll_multi(const Options& o) {
-    return poll_storm(o, false);
+    return poll_storm(o, Tw::plain);
+}
+Result run_poll_multi_taskrun(const Options& o) {
+    return poll_storm(o, Tw::taskrun);
 }
 Result run_poll_multi_defer(const Options& o) {
-    return poll_storm(o, true);
+    return poll_storm(o, Tw::defer);
 }
 
 } // namespace uringrace

@@ -675,6 +675,10 @@ const std::vector<RealWorkload>& real_workloads() {
          "a multishot poll on an eventfd another CPU writes without a pause: the poll's "
          "reference count read while wake-ups raise it",
          run_poll_multi},
+        {"poll_multi_taskrun",
+         "poll_multi on a COOP_TASKRUN | TASKRUN_FLAG ring: each wake-up's task work sets "
+         "IORING_SQ_TASKRUN, which the task clears as it runs it",
+         run_poll_multi_taskrun},
         {"poll_multi_defer",
          "poll_multi on a DEFER_TASKRUN ring: wake-ups queue local work while the task waits "
          "and wakes",

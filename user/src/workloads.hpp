@@ -58,6 +58,7 @@ Result run_cq_sqpoll(const Options& o);
 Result run_sqpoll_share(const Options& o);
 Result run_sqpoll_flags(const Options& o);
 Result run_poll_multi(const Options& o);
+Result run_poll_multi_taskrun(const Options& o);
 Result run_poll_multi_defer(const Options& o);
 Result run_pbuf(const Options& o);
 Result run_overflow(const Options& o);

@@ -343,7 +343,7 @@ TEST(HostIoUring, SqThreadCyclesWhileBurstsOverflowItsCq) {
 }
 
 TEST(HostIoUring, MultishotPollSeesEveryWakeUp) {
-    for (auto run : {run_poll_multi, run_poll_multi_defer}) {
+    for (auto run : {run_poll_multi, run_poll_multi_taskrun, run_poll_multi_defer}) {
         Options o = brief("poll_multi");
         o.watchdog_ms = 500;
         Result r = run(o);

@@ -139,28 +139,22 @@ def evict_patched(keep, spare=""):
     root = os.path.join(cache_dir(), "kbuild")
     if not os.path.isdir(root):
         return []
-    gone = []
-    trees = []
+    halves, trees = [], []
     for name in os.listdir(root):
         path = os.path.join(root, name)
         if PATCHED not in name or not os.path.isdir(path) or path == spare:
             continue
         if name.endswith(".partial"):
-            lock = path[:-len(".partial")] + ".lock"
-            try:  # a copy under way holds its lock: leave it
-                with open(lock, "a") as f:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    shutil.rmtree(path, ignore_errors=True)
-                    gone.append(path)
-            except BlockingIOError:
-                pass
-            continue
-        lock = path + ".lock"
-        trees.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
+            halves.append(path)
+        else:
+            lock = path + ".lock"
+            trees.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
     trees.sort(reverse=True)
-    for _, path in trees[max(0, keep - (1 if spare else 0)):]:
-        with open(path + ".lock", "a") as f:
-            try:  # another run builds or boots it now: leave it
+    gone = []
+    for path in halves + [p for _, p in trees[max(0, keep - (1 if spare else 0)):]]:
+        # the tree's lock, held while another run copies, builds or boots it
+        with open(path.removesuffix(".partial") + ".lock", "a") as f:
+            try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue

@@ -131,10 +131,10 @@ bool unavailable(int err) {
 }
 
 void settle_setup_error(Result& r, int err, const char* what) {
-    if (err && unavailable(err) && r.ops == 0)
-        r.skipped = skip_reason(err, what);
+    if (err && r.ops == 0)
+        ring_ready(r, err, what); // the rule of a storm that did nothing
     else if (err)
-        r.counts["errors"] = 1;
+        r.counts["errors"] = 1; // some work was done: never a skip
 }
 
 bool ring_ready(Result& r, int e, const char* what, const std::string& step) {

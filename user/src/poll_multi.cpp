@@ -64,16 +64,21 @@ Result poll_storm(const Options& o, Tw tw) {
     Result r = base(o, "raw");
     if (!two_cpus(r, "the writer on one, the ring's task on the other"))
         return r;
+    struct Setup {
+        unsigned flags;
+        const char* what;
+    };
+    static constexpr Setup kSetup[] = {
+        // by Tw
+        {0, "io_uring_setup"},
+        {IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+         "io_uring_setup(COOP_TASKRUN, TASKRUN_FLAG)"},
+        {IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG,
+         "io_uring_setup(DEFER_TASKRUN)"},
+    };
+    const Setup& s = kSetup[static_cast<unsigned>(tw)];
     RawRing ring;
-    const unsigned flags =
-        tw == Tw::defer
-            ? IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG
-        : tw == Tw::taskrun ? IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG
-                            : 0;
-    const char* what = tw == Tw::defer     ? "io_uring_setup(DEFER_TASKRUN)"
-                       : tw == Tw::taskrun ? "io_uring_setup(COOP_TASKRUN, TASKRUN_FLAG)"
-                                           : "io_uring_setup";
-    if (!ring_ready(r, ring.init(o.entries, flags), what, ring.what()))
+    if (!ring_ready(r, ring.init(o.entries, s.flags), s.what, ring.what()))
         return r;
     int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (efd < 0) {

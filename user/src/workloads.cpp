@@ -115,6 +115,10 @@ double since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
+namespace {
+
+// Why a setup error e stopped the storm, and whether it means "skip": the
+// kernel has no io_uring or forbids it (ring_ready's rule).
 std::string skip_reason(int err, const char* what) {
     std::string why = std::string(what) + ": " + std::strerror(-err);
     if (err == -ENOSYS)
@@ -129,6 +133,8 @@ std::string skip_reason(int err, const char* what) {
 bool unavailable(int err) {
     return err == -ENOSYS || err == -EPERM || err == -EACCES;
 }
+
+} // namespace
 
 void settle_setup_error(Result& r, int err, const char* what) {
     if (err && r.ops == 0)

@@ -83,15 +83,13 @@ Result run_module(const Options& o);
 Result run_litmus(const Options& o, const std::string& protocol);
 Result run_sqpoll_aim(const Options& o);
 
-// Shared by the workload files: a Result named after the options, why a
-// setup error means "skip", whether it is one, and whether this process's
-// SQPOLL thread (iou-sqp-<pid>) sleeps in state S.
+// Shared by the workload files: a Result named after the options, the rule
+// for a setup error (skip or error), and whether this process's SQPOLL
+// thread (iou-sqp-<pid>) sleeps in state S.
 Result base(const Options& o, const char* path);
 double since(std::chrono::steady_clock::time_point t0);
 // Nanoseconds on clock c (CLOCK_MONOTONIC: steady_clock's clock).
 int64_t now_ns(clockid_t c = CLOCK_MONOTONIC);
-std::string skip_reason(int err, const char* what);
-bool unavailable(int err);
 // A threaded storm's setup error err (0: none): a skip when the kernel lacks
 // the feature and no work was done, else an error (never a pass).
 void settle_setup_error(Result& r, int err, const char* what);

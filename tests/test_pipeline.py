@@ -160,6 +160,61 @@ class PatchedCopies(unittest.TestCase):
             self.assertEqual([old[4]], kbuild.evict_patched(0))
         self.assertTrue(os.path.isdir(old[3]) and os.path.isdir(a))
 
+    def test_what_was_made_for_a_copy_goes_with_it(self):
+        from uringrace.records import KernelBuild
+        src = os.path.join(self.tmp.name, "src")
+        ptree = [os.path.join(src, f"linux-6.1+p{i:012x}") for i in range(3)]
+        for p in ptree:
+            os.makedirs(os.path.join(p, "kernel"))
+            os.utime(p, (0, 0))  # long unused
+        b = [self.tree(f"x86_64--6.1+patch_{i:012x}-{i:012x}", 100 + i) for i in range(3)]
+        arm = self.tree("arm64--6.1+patch_000000000002-0000000000a2", 50)
+        for path, p in zip(b + [arm], ptree + [ptree[2]]):
+            with open(os.path.join(path, kbuild.SRC_NOTE), "w") as f:
+                f.write(p + "\n")
+        work = [os.path.join(self.tmp.name, "work", f"x86_64-{i:012x}-c0ffee00")
+                for i in range(3)]
+        for w in work:
+            os.makedirs(w)
+        orphan = os.path.join(src, "linux-6.1+p00000000000f")  # named by no copy
+        os.makedirs(orphan)
+        os.utime(orphan, (0, 0))
+        fresh = os.path.join(src, "linux-6.1+p00000000000e")  # another run's, just made
+        os.makedirs(fresh)
+        gone = kbuild.evict_patched(1)
+        # arm64's copy of mutant 2 names ptree[2] too, so that one stays
+        self.assertEqual(sorted(gone), sorted([b[0], b[1], arm, work[0], work[1], ptree[0],
+                                               ptree[1], orphan]))
+        self.assertTrue(all(os.path.isdir(p) for p in (b[2], work[2], ptree[2], fresh)))
+        # a copy this process boots (in_use) stays until it is let go
+        info = KernelBuild(src=ptree[2], identity="i", arch="x86_64", key="k", objdir=b[2],
+                           image="", vmlinux="", seconds=0.0, compiled=0,
+                           binds=((ptree[2], src), (b[2], b[0])))
+        kbuild.in_use(info)
+        try:
+            self.assertEqual([], kbuild.evict_patched(0))
+        finally:
+            kbuild.in_use(info, False)
+        self.assertEqual(sorted([b[2], work[2], ptree[2]]), sorted(kbuild.evict_patched(0)))
+
+    def test_other_configs_of_a_tree_are_bounded(self):
+        def build(name, used):
+            path = os.path.join(self.root, name)
+            os.makedirs(path)
+            open(os.path.join(path, ".lock"), "w").close()
+            os.utime(os.path.join(path, ".lock"), (used, used))
+            return path
+        group = "x86_64-linux-source-6.1_6.1.192-3-"
+        now = build(group + "1ab1e329a896", 10)  # the one being built
+        olds = [build(group + f"{i:012x}", 100 + i) for i in range(4)]
+        other = [build("arm64-linux-source-6.1_6.1.192-3-000000000001", 1),
+                 build("x86_64-linux-source-6.12_6.12.117-1_deb12u1-000000000002", 1),
+                 self.tree(group[:-1] + "+patch_000000000003-000000000004", 1)]
+        w = os.path.join(self.tmp.name, "work", f"x86_64-{olds[0][-12:]}-c0ffee00")
+        os.makedirs(w)
+        self.assertEqual(sorted([olds[0], olds[1], w]), sorted(kbuild.evict_configs(now, 3)))
+        self.assertTrue(all(os.path.isdir(p) for p in [now] + olds[2:] + other))
+
     def test_a_copy_the_disk_cannot_hold_is_refused_first(self):
         from uringrace.common import PipelineError
         kbuild.room_for(self.root, 1 << 20, "a small copy")

@@ -112,6 +112,7 @@ class Settings:
     mutants: tuple = ()                # MUTANTS=id,...: make mutate runs only these
     reuse_a: bool = True               # REUSE_A=0: run tree A's side of a patch loop again
     keep_b: int = 8                    # KEEP_B: tree B object copies kept in the cache
+    keep_a: int = 3                    # KEEP_A: builds of one tree and arch kept (configs)
     side_a: tuple = (None, "6.1", None)   # (KSRC_A, KVER_A, EXPECT_A) of a compare
     side_b: tuple = (None, "6.12", None)  # (KSRC_B, KVER_B, EXPECT_B)
     lava_url: Optional[str] = None     # LAVA_URL: where a lab serves make lava's directory
@@ -141,6 +142,7 @@ class Settings:
             patches=tuple(_arches(env("PATCH") or "")),
             mutants=tuple(_arches(env("MUTANTS") or "")),
             reuse_a=env("REUSE_A") != "0", keep_b=_env_int("KEEP_B", cls.keep_b),
+            keep_a=_env_int("KEEP_A", cls.keep_a),
             side_a=(env("KSRC_A") or None, env("KVER_A") or "6.1", env("EXPECT_A") or None),
             side_b=(env("KSRC_B") or None, env("KVER_B") or "6.12", env("EXPECT_B") or None),
             lava_url=env("LAVA_URL") or None, lava_kernel=env("LAVA_KERNEL_URL") or None)

@@ -14,7 +14,7 @@ def kernel_for(args, arch):
     src, identity = tree.resolve(args.ksrc, args.kver)
     ver = tree.check_tree(src, rec)
     log(f"tree {src} (linux {ver}, {identity})")
-    info = kbuild.build(src, identity, rec)
+    info = kbuild.build(src, identity, rec, keep=args.keep_a)
     if args.patches:
         # B = that tree + the patches, built from its finished build
         src, identity = tree.patched(src, identity, args.patches)

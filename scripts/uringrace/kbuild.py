@@ -130,12 +130,52 @@ def tree_bytes(path):
     return total
 
 
-def evict_patched(keep, spare=""):
+SRC_NOTE = "uringrace-src"  # in a tree B's objects: the patched tree they were built from
+_held = {}  # lock file -> its open file: a tree B this process still uses (in_use)
+
+
+def _remove_unless_held(lock, paths):
+    """Remove paths unless another run holds `lock` (flock): True if removed."""
+    with open(lock, "a") as f:  # "a": looking is not using (the mtime stays)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+        return True
+
+
+def _work_dirs(key):
+    """The module and selftest builds made for the kernel build `key`
+    (guest.guest_parts: work/<arch>-<key>-<checkout>)."""
+    root = os.path.join(cache_dir(), "work")
+    return [os.path.join(root, n) for n in (os.listdir(root) if os.path.isdir(root) else ())
+            if f"-{key}-" in n]
+
+
+def _patched_sources(copies):
+    """The patched trees the given tree B object copies were built from."""
+    out = set()
+    for path in copies:
+        note = os.path.join(path, SRC_NOTE)
+        if os.path.exists(note):
+            out.add(read(note).strip())
+    return out
+
+
+def evict_patched(keep, spare="", idle=3600):
     """Tree B object copies (each a copy of its tree A's objects, 0.3-0.5 GB)
     beyond the `keep` used last are removed, oldest first, and so is what an
     interrupted copy left (.partial); `spare` (the one about to be used) is
-    never removed. Their lock files' mtimes say when each was last used.
-    Returns the directories removed."""
+    never removed, nor is one another run holds (building it, or booting
+    and symbolizing it: in_use). Their lock files' mtimes say when each was
+    last used. What was made for a removed copy goes with it: its module
+    and selftest builds, and its patched source tree (tree.patched, about
+    24 MB of hard links) once no copy left was built from it. A patched
+    source tree of the cache that no copy names and nobody used for `idle`
+    seconds (a patch that built nothing, an interrupted run) goes too.
+    Returns the paths removed."""
     root = os.path.join(cache_dir(), "kbuild")
     if not os.path.isdir(root):
         return []
@@ -150,16 +190,63 @@ def evict_patched(keep, spare=""):
             lock = path + ".lock"
             trees.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
     trees.sort(reverse=True)
-    gone = []
+    gone, sources = [], set()
     for path in halves + [p for _, p in trees[max(0, keep - (1 if spare else 0)):]]:
-        # the tree's lock, held while another run copies, builds or boots it
-        with open(path.removesuffix(".partial") + ".lock", "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue
+        whole = path.removesuffix(".partial")
+        sources |= _patched_sources([path])
+        with_it = [path] + ([] if whole != path else _work_dirs(path.rsplit("-", 1)[1]))
+        if _remove_unless_held(whole + ".lock", with_it):
+            gone += with_it
+    named = _patched_sources([p for _, p in trees if p not in gone] + ([spare] if spare else []))
+    srcroot = os.path.join(cache_dir(), "src")
+    for name in os.listdir(srcroot) if os.path.isdir(srcroot) else ():
+        if re.search(r"\+p[0-9a-f]{12}(\.partial)?$", name):
+            sources.add(os.path.join(srcroot, name))
+    for path in sorted(sources - named):
+        # tree.patched marks a tree used (its mtime) each time it hands it out
+        if os.path.isdir(path) and time.time() - os.path.getmtime(path) > idle:
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
+    return gone
+
+
+def in_use(info, held=True):
+    """Say that this process uses tree B `info` (its guest is booted, its
+    module built, its reports symbolized) so that no other run's
+    evict_patched removes it meanwhile: a shared lock on its lock file,
+    until in_use(info, False) or the process ends. A tree A: nothing."""
+    if not info.binds:
+        return
+    lock = info.objdir + ".lock"
+    f = _held.pop(lock, None)
+    if f:
+        f.close()
+    if held:
+        f = open(lock, "w")  # and its mtime says it was used now
+        fcntl.flock(f, fcntl.LOCK_SH)
+        _held[lock] = f
+
+
+def evict_configs(obj, keep):
+    """Tree A builds of obj's tree and arch for other configurations (a
+    Kconfig fragment changed, LOCKDEP=1, an older checkout's fragments),
+    0.5 GB each: all but the `keep` used last (obj among them) are removed,
+    with their module and selftest builds; one another run holds (building
+    it) stays. Returns the paths removed."""
+    root, name = os.path.split(obj)
+    group = name.rsplit("-", 1)[0] + "-"
+    others = []
+    for n in os.listdir(root):
+        path = os.path.join(root, n)
+        if n.startswith(group) and PATCHED not in n and path != obj and \
+                re.fullmatch(r"[0-9a-f]{12}", n[len(group):]) and os.path.isdir(path):
+            lock = os.path.join(path, ".lock")
+            others.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
+    gone = []
+    for _, path in sorted(others, reverse=True)[max(0, keep - 1):]:
+        with_it = [path] + _work_dirs(path.rsplit("-", 1)[1])
+        if _remove_unless_held(os.path.join(path, ".lock"), with_it):
+            gone += with_it
     return gone
 
 
@@ -187,7 +274,10 @@ def build_patched(src, identity, rec, base, keep=8):
     binds = ((src, base.src), (obj, base.objdir))
     t0 = time.time()
     for path in evict_patched(keep, spare=obj):
-        log(f"tree B copy removed (KEEP_B={keep} kept, the newest used): {path}")
+        log(f"removed (KEEP_B={keep} tree B copies kept, the newest used): {path}")
+    f = _held.pop(obj + ".lock", None)
+    if f:  # this process's own use of an earlier build of B (bench-patch)
+        f.close()
     # one builder of B at a time, the copy included (a sibling lock file)
     with open(obj + ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
@@ -211,6 +301,8 @@ def build_patched(src, identity, rec, base, keep=8):
             for path in own:
                 os.utime(path)
             os.rename(tmp, obj)
+        with open(os.path.join(obj, SRC_NOTE), "w", encoding="utf-8") as f:
+            f.write(src + "\n")
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()
         _make(base.src, base.objdir, rec, ["olddefconfig"], logf, binds)
@@ -229,6 +321,7 @@ def build_patched(src, identity, rec, base, keep=8):
     info = KernelBuild(src=src, identity=identity, arch=rec.arch, key=key, objdir=obj,
                        image=os.path.join(obj, rec.kimage), vmlinux=os.path.join(obj, "vmlinux"),
                        seconds=round(time.time() - t0, 1), compiled=len(compiled), binds=binds)
+    in_use(info)
     log(f"kernel B ready: {info.image} ({info.seconds} s; compiled: "
         f"{', '.join(compiled[:8]) or 'nothing'}{' ...' if len(compiled) > 8 else ''})")
     return info
@@ -246,14 +339,19 @@ def _finished(identity, old, key):
     return KernelBuild(**dict(old, binds=(), seconds=0.0, compiled=0))
 
 
-def build(src, identity, rec):
-    """Configure and build; return the KernelBuild."""
+def build(src, identity, rec, keep=3):
+    """Configure and build; return the KernelBuild. Of the builds of the
+    same tree and arch for other configurations, the `keep` - 1 used last
+    stay (evict_configs)."""
     key = build_key(identity, rec)
     obj = objdir_for(identity, rec)
     fresh = not os.path.exists(os.path.join(obj, "vmlinux"))
     os.makedirs(obj, exist_ok=True)
-    with open(os.path.join(obj, ".lock"), "w") as lockf:
+    with open(os.path.join(obj, ".lock"), "w") as lockf:  # "w": its mtime says used now
         fcntl.flock(lockf, fcntl.LOCK_EX)
+        for path in evict_configs(obj, keep):
+            log(f"removed (KEEP_A={keep} builds of {os.path.basename(src)} for {rec.arch} kept, "
+                f"the newest used): {path}")
         jpath = os.path.join(obj, "uringrace-build.json")
         old = None
         if os.path.exists(jpath):

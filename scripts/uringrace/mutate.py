@@ -404,6 +404,7 @@ def cmd_bench_patch(args):
             b = kbuild.build_patched(bsrc, bid, rec, a, keep=args.keep_b)
             builds.append(time.time() - t0)
             compiled = b.compiled
+        kbuild.in_use(b, False)  # the compare below builds it again, in a process of its own
         shutil.rmtree(kbuild.objdir_for(bid, rec), ignore_errors=True)
         t0 = time.time()
         out = os.path.join(rd, f"{arch}-compare")

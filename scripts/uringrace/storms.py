@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 
-from . import artifacts, catalog, expect, report, results, symbolize
+from . import artifacts, catalog, expect, kbuild, report, results, symbolize
 from .common import REPO, PipelineError, cache_dir, digest, log
 from .guest import boot_once, guest_parts
 from .records import Outcome, Side, to_json
@@ -151,6 +151,14 @@ def run_side(args, arch, outdir, secs, jobs=1, seed0=1, storms=STORMS, expect_fi
     (side_key) is read from the cache instead of run again (the unpatched
     tree A of a patch loop: only B's side is new work)."""
     parts = guest_parts(args, arch)
+    try:
+        return _side(args, arch, outdir, secs, jobs, seed0, storms, expect_file, symbols,
+                     reuse, parts)
+    finally:
+        kbuild.in_use(parts[1], False)  # a tree B: another patch's build may remove it now
+
+
+def _side(args, arch, outdir, secs, jobs, seed0, storms, expect_file, symbols, reuse, parts):
     rec, kinfo = parts[0], parts[1]
     epath, entries = expect.for_version(kinfo.version, expect_file)
     saved = os.path.join(cache_dir(), "sides", side_key(args, parts, storms, secs, jobs, seed0,

@@ -109,6 +109,7 @@ def patched(src, identity, patches):
     key = hashlib.sha256(b"\0".join([identity.encode()] + texts)).hexdigest()[:12]
     dest = f"{src.rstrip('/')}+p{key}"
     if os.path.isdir(os.path.join(dest, "kernel")):
+        os.utime(dest)  # used now (kbuild.evict_patched removes trees long unused)
         return dest, f"{identity}+patch:{key}"
     tmp = dest + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)

@@ -181,11 +181,17 @@ class PatchedCopies(unittest.TestCase):
         os.utime(orphan, (0, 0))
         fresh = os.path.join(src, "linux-6.1+p00000000000e")  # another run's, just made
         os.makedirs(fresh)
+        tree_a = os.path.join(src, "linux-6.1")  # a note naming what patched() did not make
+        os.makedirs(tree_a)
+        os.utime(tree_a, (0, 0))
+        odd = self.tree("x86_64--6.1+patch_00000000000d-00000000000d", 1)
+        with open(os.path.join(odd, kbuild.SRC_NOTE), "w") as f:
+            f.write(tree_a + "\n")
         gone = kbuild.evict_patched(1)
         # arm64's copy of mutant 2 names ptree[2] too, so that one stays
-        self.assertEqual(sorted(gone), sorted([b[0], b[1], arm, work[0], work[1], ptree[0],
-                                               ptree[1], orphan]))
-        self.assertTrue(all(os.path.isdir(p) for p in (b[2], work[2], ptree[2], fresh)))
+        self.assertEqual(sorted(gone), sorted([b[0], b[1], arm, odd, work[0], work[1],
+                                               ptree[0], ptree[1], orphan]))
+        self.assertTrue(all(os.path.isdir(p) for p in (b[2], work[2], ptree[2], fresh, tree_a)))
         # a copy this process boots (in_use) stays until it is let go
         info = KernelBuild(src=ptree[2], identity="i", arch="x86_64", key="k", objdir=b[2],
                            image="", vmlinux="", seconds=0.0, compiled=0,

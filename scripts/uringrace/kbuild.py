@@ -199,12 +199,13 @@ def evict_patched(keep, spare="", idle=3600):
             gone += with_it
     named = _patched_sources([p for _, p in trees if p not in gone] + ([spare] if spare else []))
     srcroot = os.path.join(cache_dir(), "src")
-    for name in os.listdir(srcroot) if os.path.isdir(srcroot) else ():
-        if re.search(r"\+p[0-9a-f]{12}(\.partial)?$", name):
-            sources.add(os.path.join(srcroot, name))
+    if os.path.isdir(srcroot):
+        sources |= {os.path.join(srcroot, n) for n in os.listdir(srcroot)}
     for path in sorted(sources - named):
-        # tree.patched marks a tree used (its mtime) each time it hands it out
-        if os.path.isdir(path) and time.time() - os.path.getmtime(path) > idle:
+        # only what tree.patched made (a note could name anything), which
+        # it marks used (its mtime) each time it hands it out
+        if re.search(r"\+p[0-9a-f]{12}(\.partial)?$", path) and os.path.isdir(path) \
+                and time.time() - os.path.getmtime(path) > idle:
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
     return gone

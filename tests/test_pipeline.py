@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -77,7 +78,10 @@ class PatchedTree(unittest.TestCase):
             bad = os.path.join(d, "bad.patch")
             with open(bad, "w", encoding="utf-8") as f:
                 f.write("--- a/kernel/f.c\n+++ b/kernel/f.c\n@@ -1,2 +1,2 @@\n one\n-zwei\n+2\n")
+            os.utime(a, (0, 0))  # A unpacked long ago
             b, ident = tree.patched(a, "path:a", [good])
+            # B is new (kbuild.evict_patched removes trees long unused), not A's age
+            self.assertGreater(os.path.getmtime(b), time.time() - 60)
             self.assertTrue(ident.startswith("path:a+patch:"))
             with open(os.path.join(b, "kernel", "f.c"), encoding="utf-8") as f:
                 self.assertEqual("one\n2\n", f.read())

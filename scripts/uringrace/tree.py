@@ -125,6 +125,7 @@ def patched(src, identity, patches):
                 raise PipelineError(f"PATCH {p} does not apply to {identity}:\n  "
                                     + "\n  ".join(said[-8:]))
         os.rename(tmp, dest)
+        os.utime(dest)  # made now: cp -a gave it A's mtime, which says "long unused"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest, f"{identity}+patch:{key}"

@@ -369,7 +369,7 @@ def build(src, identity, rec, keep=3):
         logf = os.path.join(obj, "build.log")
         open(logf, "w").close()
         log(f"building {identity} for {rec.arch} in {obj}"
-            + (" (cold: about 9-10 min)" if fresh else " (cached: only what changed)"))
+            + (" (cold: 5-10 min on 2 cores)" if fresh else " (cached: only what changed)"))
         _make(src, obj, rec, list(rec.ktargets), logf)
         compiled = sum(1 for line in read(logf).splitlines()
                        if re.match(r"\s+(CC|AS|LD|CC \[M\])\s", line))

@@ -178,7 +178,10 @@ class PatchedCopies(unittest.TestCase):
                 f.write(p + "\n")
         work = [os.path.join(self.tmp.name, "work", f"x86_64-{i:012x}-c0ffee00")
                 for i in range(3)]
-        for w in work:
+        # a copy removed before copies took their builds along, and the driver's
+        left = os.path.join(self.tmp.name, "work", "arm64-0000000000ff-c0ffee00")
+        driver = os.path.join(self.tmp.name, "work", "x86_64-user-c0ffee00")
+        for w in work + [left, driver]:
             os.makedirs(w)
         orphan = os.path.join(src, "linux-6.1+p00000000000f")  # named by no copy
         os.makedirs(orphan)
@@ -193,9 +196,10 @@ class PatchedCopies(unittest.TestCase):
             f.write(tree_a + "\n")
         gone = kbuild.evict_patched(1)
         # arm64's copy of mutant 2 names ptree[2] too, so that one stays
-        self.assertEqual(sorted(gone), sorted([b[0], b[1], arm, odd, work[0], work[1],
+        self.assertEqual(sorted(gone), sorted([b[0], b[1], arm, odd, work[0], work[1], left,
                                                ptree[0], ptree[1], orphan]))
-        self.assertTrue(all(os.path.isdir(p) for p in (b[2], work[2], ptree[2], fresh, tree_a)))
+        self.assertTrue(all(os.path.isdir(p) for p in (b[2], work[2], ptree[2], fresh, tree_a,
+                                                       driver)))
         # a copy this process boots (in_use) stays until it is let go
         info = KernelBuild(src=ptree[2], identity="i", arch="x86_64", key="k", objdir=b[2],
                            image="", vmlinux="", seconds=0.0, compiled=0,

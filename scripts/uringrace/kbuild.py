@@ -146,12 +146,22 @@ def _remove_unless_held(lock, paths):
         return True
 
 
-def _work_dirs(key):
-    """The module and selftest builds made for the kernel build `key`
-    (guest.guest_parts: work/<arch>-<key>-<checkout>)."""
+def _orphan_work():
+    """Remove the module and selftest builds (guest.guest_parts:
+    work/<arch>-<key>-<checkout>, 19 MB each) whose kernel build
+    (kbuild/<arch>-<tree>-<key>) is gone. Returns the paths removed."""
     root = os.path.join(cache_dir(), "work")
-    return [os.path.join(root, n) for n in (os.listdir(root) if os.path.isdir(root) else ())
-            if f"-{key}-" in n]
+    if not os.path.isdir(root):
+        return []
+    builds = {(n.split("-", 1)[0], n.rsplit("-", 1)[-1])
+              for n in os.listdir(os.path.join(cache_dir(), "kbuild"))}
+    gone = []
+    for n in os.listdir(root):
+        m = re.fullmatch(r"([^-]+)-([0-9a-f]{12})-[0-9a-f]+", n)
+        if m and (m.group(1), m.group(2)) not in builds:
+            shutil.rmtree(os.path.join(root, n), ignore_errors=True)
+            gone.append(os.path.join(root, n))
+    return gone
 
 
 def _patched_sources(copies):
@@ -171,8 +181,9 @@ def evict_patched(keep, spare="", idle=3600):
     never removed, nor is one another run holds (building it, or booting
     and symbolizing it: in_use). Their lock files' mtimes say when each was
     last used. What was made for a removed copy goes with it: its module
-    and selftest builds, and its patched source tree (tree.patched, about
-    24 MB of hard links) once no copy left was built from it. A patched
+    and selftest builds (_orphan_work), and its patched source tree
+    (tree.patched, about 24 MB of hard links) once no copy left was built
+    from it. A patched
     source tree of the cache that no copy names and nobody used for `idle`
     seconds (a patch that built nothing, an interrupted run) goes too.
     Returns the paths removed."""
@@ -194,9 +205,8 @@ def evict_patched(keep, spare="", idle=3600):
     for path in halves + [p for _, p in trees[max(0, keep - (1 if spare else 0)):]]:
         whole = path.removesuffix(".partial")
         sources |= _patched_sources([path])
-        with_it = [path] + ([] if whole != path else _work_dirs(path.rsplit("-", 1)[1]))
-        if _remove_unless_held(whole + ".lock", with_it):
-            gone += with_it
+        if _remove_unless_held(whole + ".lock", [path]):
+            gone.append(path)
     named = _patched_sources([p for _, p in trees if p not in gone] + ([spare] if spare else []))
     srcroot = os.path.join(cache_dir(), "src")
     if os.path.isdir(srcroot):
@@ -208,7 +218,7 @@ def evict_patched(keep, spare="", idle=3600):
                 and time.time() - os.path.getmtime(path) > idle:
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
-    return gone
+    return gone + _orphan_work()
 
 
 def in_use(info, held=True):
@@ -232,8 +242,8 @@ def evict_configs(obj, keep):
     """Tree A builds of obj's tree and arch for other configurations (a
     Kconfig fragment changed, LOCKDEP=1, an older checkout's fragments),
     0.5 GB each: all but the `keep` used last (obj among them) are removed,
-    with their module and selftest builds; one another run holds (building
-    it) stays. Returns the paths removed."""
+    with their module and selftest builds (_orphan_work); one another run
+    holds (building it) stays. Returns the paths removed."""
     root, name = os.path.split(obj)
     group = name.rsplit("-", 1)[0] + "-"
     others = []
@@ -245,10 +255,9 @@ def evict_configs(obj, keep):
             others.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
     gone = []
     for _, path in sorted(others, reverse=True)[max(0, keep - 1):]:
-        with_it = [path] + _work_dirs(path.rsplit("-", 1)[1])
-        if _remove_unless_held(os.path.join(path, ".lock"), with_it):
-            gone += with_it
-    return gone
+        if _remove_unless_held(os.path.join(path, ".lock"), [path]):
+            gone.append(path)
+    return gone + _orphan_work()
 
 
 def room_for(path, need, what):

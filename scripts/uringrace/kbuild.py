@@ -134,6 +134,19 @@ SRC_NOTE = "uringrace-src"  # in a tree B's objects: the patched tree they were 
 _held = {}  # lock file -> its open file: a tree B this process still uses (in_use)
 
 
+def _last_used(lock):
+    """When a build was last used: its lock file's mtime (opened "w" by
+    each use), 0 without one."""
+    return os.path.getmtime(lock) if os.path.exists(lock) else 0.0
+
+
+def _let_go(lock):
+    """End this process's own hold on a lock (in_use), if it has one."""
+    f = _held.pop(lock, None)
+    if f:
+        f.close()
+
+
 def _remove_unless_held(lock, paths):
     """Remove paths unless another run holds `lock` (flock): True if removed."""
     with open(lock, "a") as f:  # "a": looking is not using (the mtime stays)
@@ -183,9 +196,9 @@ def evict_patched(keep, spare="", idle=3600):
     last used. What was made for a removed copy goes with it: its module
     and selftest builds (_orphan_work), and its patched source tree
     (tree.patched, about 24 MB of hard links) once no copy left was built
-    from it. A patched
-    source tree of the cache that no copy names and nobody used for `idle`
-    seconds (a patch that built nothing, an interrupted run) goes too.
+    from it and nobody used it for `idle` seconds; so does any patched
+    source tree of the cache that no copy names (a patch that built
+    nothing, an interrupted run).
     Returns the paths removed."""
     root = os.path.join(cache_dir(), "kbuild")
     if not os.path.isdir(root):
@@ -198,8 +211,7 @@ def evict_patched(keep, spare="", idle=3600):
         if name.endswith(".partial"):
             halves.append(path)
         else:
-            lock = path + ".lock"
-            trees.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
+            trees.append((_last_used(path + ".lock"), path))
     trees.sort(reverse=True)
     gone, sources = [], set()
     for path in halves + [p for _, p in trees[max(0, keep - (1 if spare else 0)):]]:
@@ -229,9 +241,7 @@ def in_use(info, held=True):
     if not info.binds:
         return
     lock = info.objdir + ".lock"
-    f = _held.pop(lock, None)
-    if f:
-        f.close()
+    _let_go(lock)
     if held:
         f = open(lock, "w")  # and its mtime says it was used now
         fcntl.flock(f, fcntl.LOCK_SH)
@@ -251,8 +261,7 @@ def evict_configs(obj, keep):
         path = os.path.join(root, n)
         if n.startswith(group) and PATCHED not in n and path != obj and \
                 re.fullmatch(r"[0-9a-f]{12}", n[len(group):]) and os.path.isdir(path):
-            lock = os.path.join(path, ".lock")
-            others.append((os.path.getmtime(lock) if os.path.exists(lock) else 0.0, path))
+            others.append((_last_used(os.path.join(path, ".lock")), path))
     gone = []
     for _, path in sorted(others, reverse=True)[max(0, keep - 1):]:
         if _remove_unless_held(os.path.join(path, ".lock"), [path]):
@@ -285,9 +294,7 @@ def build_patched(src, identity, rec, base, keep=8):
     for path in evict_patched(keep, spare=obj):
         log(f"removed (KEEP_B={keep} tree B copies kept, the newest used): {path}")
     t0 = time.time()  # B's build, not the cache's upkeep (77.9 s once, for 55 removals)
-    f = _held.pop(obj + ".lock", None)
-    if f:  # this process's own use of an earlier build of B (bench-patch)
-        f.close()
+    _let_go(obj + ".lock")  # this process's own use of an earlier build of B (bench-patch)
     # one builder of B at a time, the copy included (a sibling lock file)
     with open(obj + ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)

@@ -108,9 +108,15 @@ def patched(src, identity, patches):
             texts.append(f.read())
     key = hashlib.sha256(b"\0".join([identity.encode()] + texts)).hexdigest()[:12]
     dest = f"{src.rstrip('/')}+p{key}"
-    if os.path.isdir(os.path.join(dest, "kernel")):
-        os.utime(dest)  # used now (kbuild.evict_patched removes trees long unused)
-        return dest, f"{identity}+patch:{key}"
+    if not os.path.isdir(os.path.join(dest, "kernel")):
+        _make_patched(src, identity, patches, dest)
+    # used now: kbuild.evict_patched removes trees long unused (and a new
+    # one has A's mtime from cp -a)
+    os.utime(dest)
+    return dest, f"{identity}+patch:{key}"
+
+
+def _make_patched(src, identity, patches, dest):
     tmp = dest + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     log(f"tree B: {src} + {', '.join(patches)} (hard links, then patch)")
@@ -125,10 +131,8 @@ def patched(src, identity, patches):
                 raise PipelineError(f"PATCH {p} does not apply to {identity}:\n  "
                                     + "\n  ".join(said[-8:]))
         os.rename(tmp, dest)
-        os.utime(dest)  # made now: cp -a gave it A's mtime, which says "long unused"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest, f"{identity}+patch:{key}"
 
 
 def changed_files(b, a):

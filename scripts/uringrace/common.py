@@ -25,6 +25,9 @@ def log(msg):
     print(f"[urr {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+KEY = r"[0-9a-f]{12}"  # the pattern of a digest() key (and of a patched tree's key)
+
+
 def digest(*parts):
     h = hashlib.sha256()
     for p in parts:

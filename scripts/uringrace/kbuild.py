@@ -11,9 +11,9 @@ import shutil
 import subprocess
 import time
 
-from .common import PipelineError, cache_dir, digest, jobs, log, read, run
+from .common import KEY, PipelineError, cache_dir, digest, jobs, log, read, run
 from .records import KernelBuild
-from .tree import changed_files
+from .tree import changed_files, made_by_patched
 
 BASE = "tinyconfig"
 
@@ -170,7 +170,7 @@ def _orphan_work():
               for n in os.listdir(os.path.join(cache_dir(), "kbuild"))}
     gone = []
     for n in os.listdir(root):
-        m = re.fullmatch(r"([^-]+)-([0-9a-f]{12})-[0-9a-f]+", n)
+        m = re.fullmatch(rf"([^-]+)-({KEY})-[0-9a-f]+", n)
         if m and (m.group(1), m.group(2)) not in builds:
             shutil.rmtree(os.path.join(root, n), ignore_errors=True)
             gone.append(os.path.join(root, n))
@@ -213,12 +213,9 @@ def evict_patched(keep, spare="", idle=3600):
         else:
             trees.append((_last_used(path + ".lock"), path))
     trees.sort(reverse=True)
-    gone, sources = [], set()
-    for path in halves + [p for _, p in trees[max(0, keep - (1 if spare else 0)):]]:
-        whole = path.removesuffix(".partial")
-        sources |= _patched_sources([path])
-        if _remove_unless_held(whole + ".lock", [path]):
-            gone.append(path)
+    doomed = halves + [p for _, p in trees[max(0, keep - (1 if spare else 0)):]]
+    sources = _patched_sources(doomed)
+    gone = [p for p in doomed if _remove_unless_held(p.removesuffix(".partial") + ".lock", [p])]
     named = _patched_sources([p for _, p in trees if p not in gone] + ([spare] if spare else []))
     srcroot = os.path.join(cache_dir(), "src")
     if os.path.isdir(srcroot):
@@ -226,7 +223,7 @@ def evict_patched(keep, spare="", idle=3600):
     for path in sorted(sources - named):
         # only what tree.patched made (a note could name anything), which
         # it marks used (its mtime) each time it hands it out
-        if re.search(r"\+p[0-9a-f]{12}(\.partial)?$", path) and os.path.isdir(path) \
+        if made_by_patched(path) and os.path.isdir(path) \
                 and time.time() - os.path.getmtime(path) > idle:
             shutil.rmtree(path, ignore_errors=True)
             gone.append(path)
@@ -260,7 +257,7 @@ def evict_configs(obj, keep):
     for n in os.listdir(root):
         path = os.path.join(root, n)
         if n.startswith(group) and PATCHED not in n and path != obj and \
-                re.fullmatch(r"[0-9a-f]{12}", n[len(group):]) and os.path.isdir(path):
+                re.fullmatch(KEY, n[len(group):]) and os.path.isdir(path):
             others.append((_last_used(os.path.join(path, ".lock")), path))
     gone = []
     for _, path in sorted(others, reverse=True)[max(0, keep - 1):]:

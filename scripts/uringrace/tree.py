@@ -6,7 +6,7 @@ import re
 import shutil
 import subprocess
 
-from .common import PipelineError, cache_dir, log
+from .common import KEY, PipelineError, cache_dir, log
 from .config import DEFAULT_KVER
 
 def _deb_version(pkg):
@@ -114,6 +114,11 @@ def patched(src, identity, patches):
     # one has A's mtime from cp -a)
     os.utime(dest)
     return dest, f"{identity}+patch:{key}"
+
+
+def made_by_patched(path):
+    """Whether path is a tree patched() made (or left half made)."""
+    return re.search(rf"\+p{KEY}(\.partial)?$", path) is not None
 
 
 def _make_patched(src, identity, patches, dest):
